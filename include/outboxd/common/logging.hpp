@@ -1,0 +1,7 @@
+// Log set-up: one line per event, logfmt or JSON, to stderr (journald reads it under systemd).
+#pragma once
+#include <string>
+
+namespace outboxd {
+void setup_logging(const std::string& level, const std::string& format);
+}

@@ -1,0 +1,185 @@
+// A small RAII layer over libpq: parameterised statements only (text or binary parameters),
+// named prepared statements, transactions, and errors that carry the SQLSTATE.
+#pragma once
+#include <libpq-fe.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace outboxd::db {
+
+// A failed statement or a lost connection. `sqlstate` is empty when the server sent none
+// (connection failures); `connection_lost()` says whether the connection must be reset.
+class Error : public std::runtime_error {
+public:
+    Error(std::string message, std::string sqlstate, bool connection_lost)
+        : std::runtime_error(std::move(message)), sqlstate_(std::move(sqlstate)), lost_(connection_lost) {}
+    const std::string& sqlstate() const { return sqlstate_; }
+    bool connection_lost() const { return lost_; }
+
+private:
+    std::string sqlstate_;
+    bool lost_;
+};
+
+// Statement parameters. Text by default; `bytes` sends binary (for bytea), `null` sends NULL.
+class Params {
+public:
+    Params() = default;
+    template <class... Ts>
+    explicit Params(const Ts&... vs) { (add(vs), ...); }
+
+    Params& add(std::string_view text);
+    Params& add(const std::string& text) { return add(std::string_view(text)); }
+    Params& add(const char* text) { return add(std::string_view(text)); }
+    Params& add(std::int64_t n) { return add(std::string_view(std::to_string(n))); }
+    Params& add(int n) { return add(static_cast<std::int64_t>(n)); }
+    Params& add(bool b) { return add(std::string_view(b ? "true" : "false")); }
+    template <class T>
+    Params& add(const std::optional<T>& v) { return v ? add(*v) : null(); }
+    Params& bytes(std::string_view data);
+    Params& null();
+
+    int size() const { return static_cast<int>(values_.size()); }
+    const char* const* values() const;
+    const int* lengths() const { return lengths_.data(); }
+    const int* formats() const { return formats_.data(); }
+
+private:
+    std::vector<std::optional<std::string>> values_;
+    std::vector<int> lengths_;
+    std::vector<int> formats_;
+    mutable std::vector<const char*> ptrs_;
+};
+
+class Result {
+public:
+    Result() = default;
+    explicit Result(PGresult* r) : res_(r, &PQclear) {}
+
+    int rows() const { return res_ ? PQntuples(res_.get()) : 0; }
+    int columns() const { return res_ ? PQnfields(res_.get()) : 0; }
+    bool is_null(int row, int col) const { return PQgetisnull(res_.get(), row, col) != 0; }
+    std::string_view get(int row, int col) const {
+        return {PQgetvalue(res_.get(), row, col), static_cast<std::size_t>(PQgetlength(res_.get(), row, col))};
+    }
+    std::string text(int row, int col) const { return std::string(get(row, col)); }
+    std::int64_t int64(int row, int col) const;
+    double number(int row, int col) const;
+    bool boolean(int row, int col) const { return get(row, col) == "t"; }
+    std::optional<std::string> optional_text(int row, int col) const {
+        if (is_null(row, col)) return std::nullopt;
+        return text(row, col);
+    }
+    // bytea in text output format ("\x..." hex) decoded to bytes.
+    std::string bytea(int row, int col) const;
+    int column(std::string_view name) const;
+    std::int64_t affected() const;
+
+private:
+    std::shared_ptr<PGresult> res_;
+};
+
+class Connection {
+public:
+    explicit Connection(std::string conninfo, std::string application_name = "outboxd");
+    ~Connection();
+    Connection(const Connection&) = delete;
+    Connection& operator=(const Connection&) = delete;
+
+    // Runs SQL (one statement when `params` is non-empty). Throws Error.
+    Result exec(std::string_view sql, const Params& params = {});
+    // Prepares NAME once per physical connection (again after a reset), then executes it.
+    Result exec_prepared(const std::string& name, std::string_view sql, const Params& params = {});
+
+    void begin() { exec("BEGIN"); }
+    void commit() { exec("COMMIT"); }
+    void rollback() noexcept;
+
+    bool ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
+    // Reconnects (one attempt); throws Error if the server is still unreachable.
+    void reset();
+    int socket() const { return conn_ ? PQsocket(conn_) : -1; }
+    // Reads what arrived on the socket and returns pending NOTIFY channel names.
+    std::vector<std::string> notifications();
+    int backend_pid() const { return conn_ ? PQbackendPID(conn_) : 0; }
+    PGconn* native() { return conn_; }
+
+private:
+    void connect();
+    Result check(PGresult* r, std::string_view what);
+
+    std::string conninfo_;
+    std::string application_name_;
+    PGconn* conn_ = nullptr;
+    std::vector<std::string> prepared_;
+};
+
+// A transaction scope: rolls back unless commit() ran.
+class Transaction {
+public:
+    explicit Transaction(Connection& c) : c_(c) { c_.begin(); }
+    ~Transaction() {
+        if (!done_) c_.rollback();
+    }
+    void commit() {
+        c_.commit();
+        done_ = true;
+    }
+
+private:
+    Connection& c_;
+    bool done_ = false;
+};
+
+// A fixed-size pool of connections. `acquire` waits up to `timeout` and returns nullopt when
+// none frees up, so callers can answer 503 instead of queueing without bound.
+class Pool {
+public:
+    Pool(std::string conninfo, int size, std::string application_name = "outboxd");
+    ~Pool();
+
+    class Lease {
+    public:
+        Lease(Pool* p, std::unique_ptr<Connection> c) : pool_(p), conn_(std::move(c)) {}
+        Lease(Lease&&) = default;
+        ~Lease();
+        Connection& operator*() { return *conn_; }
+        Connection* operator->() { return conn_.get(); }
+
+    private:
+        Pool* pool_;
+        std::unique_ptr<Connection> conn_;
+    };
+
+    std::optional<Lease> acquire(std::chrono::milliseconds timeout);
+    const std::string& conninfo() const { return conninfo_; }
+
+private:
+    struct State;
+    std::string conninfo_;
+    std::string application_name_;
+    std::unique_ptr<State> state_;
+    void give_back(std::unique_ptr<Connection> c);
+};
+
+// Runs `fn(conn)`; when the connection was lost, resets it and runs `fn` once more.
+template <class Fn>
+auto with_retry(Connection& conn, Fn&& fn) -> decltype(fn(conn)) {
+    try {
+        if (!conn.ok()) conn.reset();
+        return fn(conn);
+    } catch (const Error& e) {
+        if (!e.connection_lost()) throw;
+        conn.reset();
+        return fn(conn);
+    }
+}
+
+}  // namespace outboxd::db

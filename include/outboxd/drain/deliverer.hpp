@@ -1,0 +1,48 @@
+// Turns one claimed row into one HTTP request (region or app destination, signed headers), sends
+// it, and says what happened as an Outcome. It decides nothing about retries itself: classify()
+// and RetryPolicy do.
+#pragma once
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <mutex>
+#include <functional>
+#include <random>
+
+#include "outboxd/config/config.hpp"
+#include "outboxd/drain/retry_policy.hpp"
+#include "outboxd/drain/types.hpp"
+#include "outboxd/http/client.hpp"
+#include "outboxd/metrics/metrics.hpp"
+
+namespace outboxd::drain {
+
+// The request a row becomes: region rows go to region.url + path with X-Outbox-* headers; app
+// rows go to target_url with a fresh Sentry-Hook-Timestamp. nullopt: no such region.
+std::optional<http::OutboundRequest> build_request(const ClaimedRow& row, const config::Config& cfg,
+                                                   std::chrono::system_clock::time_point now);
+
+class Deliverer {
+public:
+    using BlockingSender = std::function<http::OutboundResult(const ClaimedRow&)>;
+    Deliverer(const config::Config& cfg, http::Client& client, metrics::Metrics& m) : cfg_(cfg), client_(client), metrics_(m) {}
+    // Categories delivered by something other than HTTP (email over SMTP); runs on `pool`.
+    void set_sender(std::string category, BlockingSender s) { senders_.emplace_back(std::move(category), std::move(s)); }
+    void set_blocking_pool(boost::asio::thread_pool* pool) { pool_ = pool; }
+
+    // Sends the row once and returns its outcome (delivered, retry with delay, or dead).
+    boost::asio::awaitable<Outcome> deliver(const ClaimedRow& row, const RetryPolicy& policy);
+    // The outcome of a failed attempt, as the retry policy dictates (exposed for tests).
+    Outcome failed(const ClaimedRow& row, const RetryPolicy& policy, const http::OutboundResult& res,
+                   const Classification& c);
+
+private:
+    const config::Config& cfg_;
+    http::Client& client_;
+    metrics::Metrics& metrics_;
+    boost::asio::thread_pool* pool_ = nullptr;
+    std::vector<std::pair<std::string, BlockingSender>> senders_;
+    std::mt19937_64 rng_{std::random_device{}()};
+    std::mutex rng_mu_;
+};
+
+}  // namespace outboxd::drain

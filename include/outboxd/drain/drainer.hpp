@@ -1,0 +1,64 @@
+// The drain side of the daemon: a claimer thread (LISTEN + claim), shard runs delivered as
+// coroutines on the I/O threads, and the completer. Stop is graceful: no new claims, in-flight
+// runs finish or release their rows, outcomes are flushed.
+#pragma once
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <memory>
+#include <set>
+#include <thread>
+
+#include "outboxd/config/config.hpp"
+#include "outboxd/drain/circuit_breaker.hpp"
+#include "outboxd/drain/completer.hpp"
+#include "outboxd/drain/deliverer.hpp"
+#include "outboxd/http/client.hpp"
+#include "outboxd/metrics/metrics.hpp"
+
+namespace outboxd::drain {
+
+class Drainer {
+public:
+    Drainer(const config::Config& cfg, boost::asio::io_context& ioc, boost::asio::thread_pool& blocking,
+            http::Client& client, metrics::Metrics& m, std::string owner, Completer::Extra completer_extra = {});
+    ~Drainer();
+
+    Deliverer& deliverer() { return deliverer_; }
+    void start();
+    // Stops claiming; waits up to drain.shutdown_timeout for in-flight runs; flushes outcomes.
+    void stop();
+    // The claimer loop is alive and connected (for /readyz and the systemd watchdog).
+    bool healthy() const;
+    int in_flight() const { return in_flight_.load(); }
+    // Wakes the claimer now (tests, reload).
+    void wake();
+
+private:
+    void claim_loop();
+    boost::asio::awaitable<void> deliver_run(ShardRun run);
+    bool paused(const ClaimedRow& row);
+
+    const config::Config& cfg_;
+    boost::asio::io_context& ioc_;
+    boost::asio::thread_pool& blocking_;
+    http::Client& client_;
+    metrics::Metrics& metrics_;
+    std::string owner_;
+    Deliverer deliverer_;
+    CircuitBreakers breakers_;
+    std::unique_ptr<Completer> completer_;
+    Completer::Extra completer_extra_;
+    std::thread claimer_;
+    int wake_fd_ = -1;
+    std::atomic<bool> stopping_{false};
+    std::atomic<bool> hard_stop_{false};
+    std::atomic<bool> release_session_{false};
+    std::atomic<int> in_flight_{0};
+    std::atomic<bool> connected_{false};
+    std::atomic<std::int64_t> last_loop_ns_{0};
+    std::mutex pause_mu_;
+    std::set<std::pair<std::string, std::string>> paused_;
+};
+
+}  // namespace outboxd::drain

@@ -1,0 +1,35 @@
+// Claims due shard heads (and the rows that follow them) with one FOR UPDATE SKIP LOCKED
+// statement, leasing them to this daemon. Owns the LISTEN connection whose backend pid is the
+// lease's liveness: when this daemon dies, its session ends and its claims are void at once.
+#pragma once
+#include <chrono>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "outboxd/db/connection.hpp"
+#include "outboxd/drain/types.hpp"
+
+namespace outboxd::drain {
+
+struct ClaimParams {
+    std::string owner;
+    std::chrono::milliseconds lease{30000};
+    int max_shards = 100;
+    int rows_per_shard = 20;
+    std::vector<std::string> skip_regions;
+};
+
+class MailboxClaimer {
+public:
+    explicit MailboxClaimer(db::Connection& conn) : conn_(conn) {}
+    std::vector<ShardRun> claim(const ClaimParams& p);
+    // (kind, name) pairs from outbox_pause.
+    std::set<std::pair<std::string, std::string>> paused();
+
+private:
+    db::Connection& conn_;
+};
+
+}  // namespace outboxd::drain

@@ -1,0 +1,53 @@
+// An HTTP/1.1 server on Asio + Beast: one coroutine per connection, limits at the edge (body,
+// header, read deadline), optional TLS. It knows sockets only; routes are functions it is given.
+#pragma once
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/thread_pool.hpp>
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "outboxd/ingress/request.hpp"
+
+namespace outboxd::http {
+
+struct ServerOptions {
+    std::string name = "http";     // for logs
+    std::string listen;            // host:port
+    std::size_t max_body_bytes = 1 << 20;
+    std::size_t max_header_bytes = 16 * 1024;
+    std::chrono::milliseconds read_timeout{30000};
+    std::string tls_cert;          // PEM files; both empty: plain HTTP
+    std::string tls_key;
+};
+
+// `fast` runs on the I/O thread and may answer at once (health, metrics); when it returns
+// nullopt, `slow` runs on `blocking_pool` (database work) and the session resumes with its answer.
+struct Routes {
+    std::function<std::optional<ingress::Response>(const ingress::Request&)> fast;
+    std::function<ingress::Response(const ingress::Request&)> slow;
+    // Told about requests refused before routing (413, 431, 400 from the parser), for metrics.
+    std::function<void(int status, const std::string& why)> refused;
+};
+
+class Server {
+public:
+    Server(boost::asio::io_context& ioc, boost::asio::thread_pool* blocking_pool, ServerOptions opts, Routes routes);
+    ~Server();
+    // Binds and starts accepting; throws std::runtime_error naming the address on failure.
+    void start();
+    // Stops accepting; open connections finish their current request.
+    void stop();
+    unsigned short port() const;
+
+private:
+    struct Impl;
+    std::shared_ptr<Impl> impl_;
+};
+
+// "127.0.0.1:8080" → (host, port); throws std::invalid_argument.
+std::pair<std::string, unsigned short> split_host_port(const std::string& listen);
+
+}  // namespace outboxd::http

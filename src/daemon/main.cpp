@@ -1,0 +1,255 @@
+// outboxd: `outboxd --config FILE [--role ingress|drain|all]` serves; `outboxd migrate --config
+// FILE` applies the schema. Wires the components together and owns signals and systemd.
+#include <CLI/CLI.hpp>
+#include <boost/asio.hpp>
+#include <csignal>
+#include <iostream>
+#include <random>
+#include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
+#include <unistd.h>
+
+#include "outboxd/common/logging.hpp"
+#include "outboxd/config/config.hpp"
+#include "outboxd/db/connection.hpp"
+#include "outboxd/db/migrations.hpp"
+#include "outboxd/drain/drainer.hpp"
+#include "outboxd/http/client.hpp"
+#include "outboxd/http/server.hpp"
+#include "outboxd/ingress/router.hpp"
+#include "outboxd/metrics/backlog_sampler.hpp"
+#include "outboxd/metrics/metrics.hpp"
+#include "outboxd/outbox/outbox_writer.hpp"
+#include "outboxd/apps/app_hooks.hpp"
+
+namespace asio = boost::asio;
+using namespace outboxd;
+using namespace std::chrono_literals;
+
+namespace {
+
+std::string instance_id() {
+    char host[256] = {0};
+    gethostname(host, sizeof host - 1);
+    std::random_device rd;
+    char suffix[9];
+    std::snprintf(suffix, sizeof suffix, "%08x", rd());
+    return std::string(host) + ":" + std::to_string(getpid()) + ":" + suffix;
+}
+
+int run_migrate(const config::Config& cfg) {
+    db::Connection conn(cfg.database.url, "outboxd-migrate");
+    auto applied = db::migrate(conn);
+    if (applied.empty()) std::cout << "schema up to date\n";
+    for (const auto& v : applied) std::cout << "applied " << v << "\n";
+    return 0;
+}
+
+bool database_ready(db::Pool& pool) {
+    try {
+        auto lease = pool.acquire(1s);
+        if (!lease) return false;
+        if (!(*lease)->ok()) (*lease)->reset();
+        (*lease)->exec("SELECT 1");
+        return true;
+    } catch (const std::exception&) {
+        return false;
+    }
+}
+
+ingress::Response text(int status, std::string body) { return {status, std::move(body), "text/plain"}; }
+
+int serve(const config::Config& cfg, const std::string& role) {
+    bool ingress_role = role == "all" || role == "ingress";
+    bool drain_role = role == "all" || role == "drain";
+    metrics::Metrics m;
+    m.build_info.with({OUTBOXD_VERSION}).set(1);
+
+    // Refuse to start against a database that was never migrated: a clear message beats a
+    // stream of "relation does not exist".
+    {
+        db::Connection probe(cfg.database.url, "outboxd-probe");
+        auto have = db::applied_versions(probe);
+        auto want = db::embedded_migrations();
+        if (have.size() < want.size())
+            throw std::runtime_error("database schema is not up to date: run `outboxd migrate --config FILE`");
+    }
+
+    unsigned io_threads = std::max(2u, std::thread::hardware_concurrency());
+    asio::io_context ioc(static_cast<int>(io_threads));
+    asio::thread_pool blocking(64);
+    db::Pool pool(cfg.database.url, cfg.database.pool_size, "outboxd-ingress");
+    std::unique_ptr<outbox::OutboxWriter> writer;
+    std::unique_ptr<ingress::Router> router;
+    if (ingress_role) {
+        writer = std::make_unique<outbox::OutboxWriter>(cfg.database.url, m);
+        router = std::make_unique<ingress::Router>(cfg, pool, *writer, m);
+    }
+
+    http::Client client(ioc, http::ClientOptions{cfg.tls.ca_file}, &m);
+    std::unique_ptr<drain::Drainer> drainer;
+    std::unique_ptr<apps::AppHooks> app_hooks;
+    if (drain_role) {
+        app_hooks = std::make_unique<apps::AppHooks>(cfg, m);
+        drainer = std::make_unique<drain::Drainer>(cfg, ioc, blocking, client, m, instance_id(),
+                                                   app_hooks->completer_extra());
+        app_hooks->install(drainer->deliverer());
+    }
+    metrics::BacklogSampler sampler(cfg, m);
+
+    auto ready = [&] {
+        if (!database_ready(pool)) return text(503, "database unreachable\n");
+        if (drainer && !drainer->healthy()) return text(503, "drainer not connected\n");
+        return text(200, "ready\n");
+    };
+    auto health = [](const ingress::Request& r) -> std::optional<ingress::Response> {
+        if (r.path() == "/healthz") return text(200, "ok\n");
+        return std::nullopt;
+    };
+
+    std::unique_ptr<http::Server> ingress_server;
+    if (ingress_role) {
+        http::ServerOptions o;
+        o.name = "ingress";
+        o.listen = cfg.ingress.listen;
+        o.max_body_bytes = static_cast<std::size_t>(cfg.ingress.max_body_bytes);
+        o.read_timeout = cfg.ingress.read_timeout;
+        o.tls_cert = cfg.ingress.tls_cert;
+        o.tls_key = cfg.ingress.tls_key;
+        http::Routes routes;
+        routes.fast = health;
+        routes.slow = [&](const ingress::Request& r) {
+            if (r.path() == "/readyz") return ready();
+            return router->handle(r).response;
+        };
+        routes.refused = [&m](int status, const std::string& why) {
+            m.ingress_requests.with({"unknown", std::to_string(status)}).inc();
+            m.ingress_rejected.with({"unknown", status == 413 ? "body_too_large" : "bad_request"}).inc();
+            spdlog::info("ingress: refused status={} reason=\"{}\"", status, why);
+        };
+        ingress_server = std::make_unique<http::Server>(ioc, &blocking, o, routes);
+        ingress_server->start();
+    }
+    http::ServerOptions mo;
+    mo.name = "metrics";
+    mo.listen = cfg.metrics.listen;
+    mo.read_timeout = 10s;
+    http::Routes mroutes;
+    mroutes.fast = [&](const ingress::Request& r) -> std::optional<ingress::Response> {
+        if (r.path() == "/metrics") return ingress::Response{200, m.registry.expose(), "text/plain; version=0.0.4; charset=utf-8"};
+        return health(r);
+    };
+    mroutes.slow = [&](const ingress::Request& r) {
+        if (r.path() == "/readyz") return ready();
+        return text(404, "not found\n");
+    };
+    http::Server metrics_server(ioc, &blocking, mo, mroutes);
+    metrics_server.start();
+
+    if (drainer) drainer->start();
+    sampler.start();
+
+    std::vector<std::thread> io;
+    for (unsigned i = 0; i < io_threads; ++i) io.emplace_back([&] { ioc.run(); });
+
+    // Watchdog pings come from the I/O loop, and only while the drain loop is alive, so a stuck
+    // daemon is restarted by systemd.
+    asio::steady_timer watchdog(ioc);
+    std::uint64_t wd_usec = 0;
+    bool use_wd = sd_watchdog_enabled(0, &wd_usec) > 0;
+    std::function<void()> arm = [&] {
+        watchdog.expires_after(std::chrono::microseconds(use_wd ? wd_usec / 3 : 1000000));
+        watchdog.async_wait([&](boost::system::error_code ec) {
+            if (ec) return;
+            if (use_wd && (!drainer || drainer->healthy())) sd_notify(0, "WATCHDOG=1");
+            arm();
+        });
+    };
+    arm();
+
+    std::atomic<int> signals{0};
+    std::promise<void> stop_requested;
+    asio::signal_set sigs(ioc, SIGINT, SIGTERM, SIGHUP);
+    std::function<void()> wait_signal = [&] {
+        sigs.async_wait([&](boost::system::error_code ec, int sig) {
+            if (ec) return;
+            if (sig == SIGHUP) {
+                spdlog::info("signal: SIGHUP (logs go to stderr; restart to change non-reloadable keys)");
+                sd_notify(0, "RELOADING=1");
+                sd_notify(0, "READY=1");
+            } else if (signals.fetch_add(1) == 0) {
+                spdlog::info("signal: {} received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+                stop_requested.set_value();
+            } else {
+                spdlog::warn("signal: second stop signal, exiting now");
+                std::_Exit(0);
+            }
+            wait_signal();
+        });
+    };
+    wait_signal();
+
+    sd_notify(0, "READY=1");
+    spdlog::info("outboxd: ready version={} role={} ingress={} metrics={} regions={}", OUTBOXD_VERSION, role,
+                 ingress_role ? cfg.ingress.listen : "-", cfg.metrics.listen, cfg.regions.size());
+    stop_requested.get_future().wait();
+
+    sd_notify(0, "STOPPING=1");
+    if (ingress_server) ingress_server->stop();
+    if (drainer) drainer->stop();
+    if (writer) writer->stop();
+    sampler.stop();
+    metrics_server.stop();
+    watchdog.cancel();
+    sigs.cancel();
+    ioc.stop();
+    for (auto& t : io) t.join();
+    blocking.join();
+    spdlog::info("outboxd: stopped");
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"outboxd: transactional outbox for webhooks"};
+    std::string config_path, role = "all";
+    bool version = false;
+    app.add_option("--config", config_path, "TOML configuration file");
+    app.add_option("--role", role, "ingress | drain | all")->check(CLI::IsMember({"ingress", "drain", "all"}));
+    app.add_flag("--version", version, "print the version");
+    auto* migrate = app.add_subcommand("migrate", "apply sql/ migrations (idempotent)");
+    std::string migrate_config;
+    migrate->add_option("--config", migrate_config, "TOML configuration file")->required();
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return app.exit(e) == 0 ? 0 : 2;
+    }
+    if (version) {
+        std::cout << "outboxd " << OUTBOXD_VERSION << "\n";
+        return 0;
+    }
+    std::string path = migrate->parsed() ? migrate_config : config_path;
+    if (path.empty()) {
+        std::cerr << "outboxd: --config FILE is required\n";
+        return 2;
+    }
+    config::Config cfg;
+    try {
+        cfg = config::load_file(path);
+    } catch (const std::exception& e) {
+        std::cerr << "outboxd: " << e.what() << "\n";
+        return 1;
+    }
+    setup_logging(cfg.log.level, cfg.log.format);
+    std::signal(SIGPIPE, SIG_IGN);
+    try {
+        if (migrate->parsed()) return run_migrate(cfg);
+        return serve(cfg, role);
+    } catch (const std::exception& e) {
+        spdlog::critical("outboxd: {}", e.what());
+        std::cerr << "outboxd: " << e.what() << "\n";
+        return 1;
+    }
+}

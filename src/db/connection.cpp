@@ -1,0 +1,207 @@
+// libpq wrapper: the only file that calls PQexec*, so error handling and reconnects live here once.
+#include "outboxd/db/connection.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <condition_variable>
+#include <cstdlib>
+#include <deque>
+#include <mutex>
+
+namespace outboxd::db {
+
+Params& Params::add(std::string_view text) {
+    values_.emplace_back(std::string(text));
+    lengths_.push_back(static_cast<int>(text.size()));
+    formats_.push_back(0);
+    return *this;
+}
+
+Params& Params::bytes(std::string_view data) {
+    values_.emplace_back(std::string(data));
+    lengths_.push_back(static_cast<int>(data.size()));
+    formats_.push_back(1);
+    return *this;
+}
+
+Params& Params::null() {
+    values_.emplace_back(std::nullopt);
+    lengths_.push_back(0);
+    formats_.push_back(0);
+    return *this;
+}
+
+const char* const* Params::values() const {
+    ptrs_.clear();
+    for (const auto& v : values_) ptrs_.push_back(v ? v->data() : nullptr);
+    return ptrs_.data();
+}
+
+std::int64_t Result::int64(int row, int col) const {
+    auto v = get(row, col);
+    std::int64_t n = 0;
+    std::from_chars(v.data(), v.data() + v.size(), n);
+    return n;
+}
+
+double Result::number(int row, int col) const {
+    return std::strtod(std::string(get(row, col)).c_str(), nullptr);
+}
+
+std::string Result::bytea(int row, int col) const {
+    auto v = get(row, col);
+    if (v.size() < 2 || v[0] != '\\' || v[1] != 'x') return std::string(v);
+    auto hex = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        return c - 'A' + 10;
+    };
+    std::string out;
+    out.reserve((v.size() - 2) / 2);
+    for (std::size_t i = 2; i + 1 < v.size(); i += 2) out.push_back(static_cast<char>(hex(v[i]) * 16 + hex(v[i + 1])));
+    return out;
+}
+
+int Result::column(std::string_view name) const {
+    return PQfnumber(res_.get(), std::string(name).c_str());
+}
+
+std::int64_t Result::affected() const {
+    const char* n = PQcmdTuples(res_.get());
+    return (n && *n) ? std::strtoll(n, nullptr, 10) : 0;
+}
+
+Connection::Connection(std::string conninfo, std::string application_name)
+    : conninfo_(std::move(conninfo)), application_name_(std::move(application_name)) {
+    connect();
+}
+
+Connection::~Connection() {
+    if (conn_) PQfinish(conn_);
+}
+
+void Connection::connect() {
+    if (conn_) PQfinish(conn_);
+    prepared_.clear();
+    const char* keys[] = {"dbname", "application_name", "connect_timeout", nullptr};
+    const char* vals[] = {conninfo_.c_str(), application_name_.c_str(), "5", nullptr};
+    conn_ = PQconnectdbParams(keys, vals, 1);
+    if (PQstatus(conn_) != CONNECTION_OK) {
+        std::string msg = PQerrorMessage(conn_);
+        while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+        throw Error("database connection failed: " + msg, "", true);
+    }
+}
+
+void Connection::reset() { connect(); }
+
+void Connection::rollback() noexcept {
+    if (!ok()) return;
+    PGresult* r = PQexec(conn_, "ROLLBACK");
+    PQclear(r);
+}
+
+Result Connection::check(PGresult* r, std::string_view what) {
+    auto st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) return Result(r);
+    std::string state;
+    std::string msg;
+    if (r) {
+        if (const char* s = PQresultErrorField(r, PG_DIAG_SQLSTATE)) state = s;
+        msg = PQresultErrorMessage(r);
+        PQclear(r);
+    }
+    if (msg.empty() && conn_) msg = PQerrorMessage(conn_);
+    while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+    bool lost = !conn_ || PQstatus(conn_) != CONNECTION_OK;
+    // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now: the session is gone.
+    if (state.rfind("57P0", 0) == 0 || state.rfind("08", 0) == 0) lost = true;
+    throw Error(std::string(what) + ": " + msg, state, lost);
+}
+
+Result Connection::exec(std::string_view sql, const Params& params) {
+    if (!conn_) throw Error("no database connection", "", true);
+    std::string q(sql);
+    if (params.size() == 0) return check(PQexec(conn_, q.c_str()), "query failed");
+    return check(PQexecParams(conn_, q.c_str(), params.size(), nullptr, params.values(), params.lengths(),
+                              params.formats(), 0),
+                 "query failed");
+}
+
+Result Connection::exec_prepared(const std::string& name, std::string_view sql, const Params& params) {
+    if (!conn_) throw Error("no database connection", "", true);
+    if (std::find(prepared_.begin(), prepared_.end(), name) == prepared_.end()) {
+        std::string q(sql);
+        check(PQprepare(conn_, name.c_str(), q.c_str(), 0, nullptr), "prepare " + name);
+        prepared_.push_back(name);
+    }
+    return check(PQexecPrepared(conn_, name.c_str(), params.size(), params.values(), params.lengths(),
+                                params.formats(), 0),
+                 name);
+}
+
+std::vector<std::string> Connection::notifications() {
+    std::vector<std::string> out;
+    if (!conn_) return out;
+    if (!PQconsumeInput(conn_)) throw Error("database connection lost while listening", "", true);
+    while (PGnotify* n = PQnotifies(conn_)) {
+        out.emplace_back(n->relname);
+        PQfreemem(n);
+    }
+    return out;
+}
+
+struct Pool::State {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::unique_ptr<Connection>> idle;
+    int size = 0;
+    int created = 0;
+};
+
+Pool::Pool(std::string conninfo, int size, std::string application_name)
+    : conninfo_(std::move(conninfo)), application_name_(std::move(application_name)), state_(std::make_unique<State>()) {
+    state_->size = size;
+}
+
+Pool::~Pool() = default;
+
+Pool::Lease::~Lease() {
+    if (pool_ && conn_) pool_->give_back(std::move(conn_));
+}
+
+void Pool::give_back(std::unique_ptr<Connection> c) {
+    std::lock_guard lk(state_->mu);
+    if (c->ok()) {
+        state_->idle.push_back(std::move(c));
+    } else {
+        --state_->created;  // a broken connection is dropped; the next acquire dials a new one
+    }
+    state_->cv.notify_one();
+}
+
+std::optional<Pool::Lease> Pool::acquire(std::chrono::milliseconds timeout) {
+    std::unique_lock lk(state_->mu);
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (true) {
+        if (!state_->idle.empty()) {
+            auto c = std::move(state_->idle.front());
+            state_->idle.pop_front();
+            return Lease(this, std::move(c));
+        }
+        if (state_->created < state_->size) {
+            ++state_->created;
+            lk.unlock();
+            try {
+                return Lease(this, std::make_unique<Connection>(conninfo_, application_name_));
+            } catch (...) {
+                lk.lock();
+                --state_->created;
+                throw;
+            }
+        }
+        if (state_->cv.wait_until(lk, deadline) == std::cv_status::timeout && state_->idle.empty()) return std::nullopt;
+    }
+}
+
+}  // namespace outboxd::db

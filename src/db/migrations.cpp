@@ -1,0 +1,50 @@
+// Idempotent schema migration: records each applied file, so `outboxd migrate` can run at every deploy.
+#include "outboxd/db/migrations.hpp"
+
+#include <algorithm>
+
+namespace outboxd::db {
+namespace {
+constexpr const char* kCreateTable = R"(
+CREATE TABLE IF NOT EXISTS outboxd_schema_migrations (
+    version    text PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+))";
+constexpr const char* kComment =
+    "COMMENT ON TABLE outboxd_schema_migrations IS 'Migrations of outboxd applied to this database (outboxd migrate).'";
+}  // namespace
+
+std::vector<std::string> applied_versions(Connection& conn) {
+    auto exists = conn.exec("SELECT to_regclass('outboxd_schema_migrations') IS NOT NULL");
+    if (!exists.boolean(0, 0)) return {};
+    auto r = conn.exec("SELECT version FROM outboxd_schema_migrations ORDER BY version");
+    std::vector<std::string> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(r.text(i, 0));
+    return out;
+}
+
+std::vector<std::string> migrate(Connection& conn) {
+    conn.exec("SET client_min_messages = warning");
+    conn.exec("SELECT pg_advisory_lock(7401, 0)");
+    std::vector<std::string> done;
+    try {
+        conn.exec(kCreateTable);
+        conn.exec(kComment);
+        auto have = applied_versions(conn);
+        for (const auto& m : embedded_migrations()) {
+            if (std::find(have.begin(), have.end(), m.version) != have.end()) continue;
+            Transaction tx(conn);
+            conn.exec(m.sql);
+            conn.exec("INSERT INTO outboxd_schema_migrations(version) VALUES ($1)", Params(m.version));
+            tx.commit();
+            done.push_back(m.version);
+        }
+    } catch (...) {
+        conn.exec("SELECT pg_advisory_unlock(7401, 0)");
+        throw;
+    }
+    conn.exec("SELECT pg_advisory_unlock(7401, 0)");
+    return done;
+}
+
+}  // namespace outboxd::db

@@ -1,0 +1,73 @@
+// Closed → open after consecutive failures → half-open after the open period (one probe) →
+// closed on success, or open again for twice as long on failure.
+#include "outboxd/drain/circuit_breaker.hpp"
+
+#include <algorithm>
+
+namespace outboxd::drain {
+
+void CircuitBreakers::set_options(Options o) {
+    std::lock_guard lk(mu_);
+    opts_ = o;
+}
+
+bool CircuitBreakers::admit(const std::string& region, clock::time_point now) {
+    std::lock_guard lk(mu_);
+    auto& b = breakers_[region];
+    switch (b.state) {
+        case State::closed:
+            return true;
+        case State::open:
+            if (now < b.open_until) return false;
+            b.state = State::half_open;
+            b.probe_in_flight = true;
+            return true;
+        case State::half_open:
+            if (b.probe_in_flight) return false;
+            b.probe_in_flight = true;
+            return true;
+    }
+    return true;
+}
+
+void CircuitBreakers::record(const std::string& region, bool region_failure, clock::time_point now) {
+    std::lock_guard lk(mu_);
+    auto& b = breakers_[region];
+    if (!region_failure) {
+        b = Breaker{};
+        return;
+    }
+    if (b.state == State::half_open) {
+        b.open_for = std::min(b.open_for * 2, opts_.max_open);
+        b.state = State::open;
+        b.open_until = now + b.open_for;
+        b.probe_in_flight = false;
+        return;
+    }
+    if (b.state == State::open) return;  // a straggler that started before the circuit opened
+    if (++b.consecutive >= opts_.failures_to_open) {
+        b.state = State::open;
+        b.open_for = opts_.first_open;
+        b.open_until = now + b.open_for;
+    }
+}
+
+std::vector<std::string> CircuitBreakers::blocked(clock::time_point now) {
+    std::lock_guard lk(mu_);
+    std::vector<std::string> out;
+    for (const auto& [name, b] : breakers_) {
+        if ((b.state == State::open && now < b.open_until) || (b.state == State::half_open && b.probe_in_flight))
+            out.push_back(name);
+    }
+    return out;
+}
+
+bool CircuitBreakers::is_open(const std::string& region, clock::time_point now) {
+    std::lock_guard lk(mu_);
+    auto it = breakers_.find(region);
+    if (it == breakers_.end()) return false;
+    return it->second.state == State::half_open || (it->second.state == State::open && now < it->second.open_until) ||
+           it->second.state == State::open;
+}
+
+}  // namespace outboxd::drain

@@ -1,0 +1,208 @@
+// Claim loop and shard runs. The claimer sleeps in poll() on its LISTEN socket and an eventfd
+// (capacity freed, outcomes flushed), with drain.poll_interval as the fallback, so new rows are
+// picked up at once and a missed NOTIFY costs at most one interval.
+#include "outboxd/drain/drainer.hpp"
+
+#include <poll.h>
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+
+#include "outboxd/drain/mailbox_claimer.hpp"
+
+namespace outboxd::drain {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+Drainer::Drainer(const config::Config& cfg, asio::io_context& ioc, asio::thread_pool& blocking, http::Client& client,
+                 metrics::Metrics& m, std::string owner, Completer::Extra completer_extra)
+    : cfg_(cfg),
+      ioc_(ioc),
+      blocking_(blocking),
+      client_(client),
+      metrics_(m),
+      owner_(std::move(owner)),
+      deliverer_(cfg, client, m),
+      breakers_({cfg.drain.circuit_failures, cfg.drain.circuit_open, cfg.drain.circuit_max_open}),
+      completer_extra_(std::move(completer_extra)) {
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    deliverer_.set_blocking_pool(&blocking_);
+}
+
+Drainer::~Drainer() {
+    stop();
+    if (wake_fd_ >= 0) close(wake_fd_);
+}
+
+void Drainer::wake() {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto n = write(wake_fd_, &one, sizeof one);
+}
+
+void Drainer::start() {
+    completer_ = std::make_unique<Completer>(cfg_.database.url, owner_, metrics_, [this] { wake(); }, completer_extra_);
+    for (const auto& r : cfg_.regions) metrics_.circuit_open.with({r.name}).set(0);
+    claimer_ = std::thread([this] { claim_loop(); });
+}
+
+bool Drainer::healthy() const {
+    auto last = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(last_loop_ns_.load()));
+    return connected_.load() && std::chrono::steady_clock::now() - last < cfg_.drain.poll_interval * 3 + 10s;
+}
+
+bool Drainer::paused(const ClaimedRow& row) {
+    std::lock_guard lk(pause_mu_);
+    return paused_.count({"mailbox", row.mailbox}) || (row.region && paused_.count({"region", *row.region}));
+}
+
+void Drainer::stop() {
+    if (!claimer_.joinable()) return;
+    stopping_ = true;
+    wake();
+    // In-flight runs finish the row they are sending and release the rest.
+    auto deadline = std::chrono::steady_clock::now() + cfg_.drain.shutdown_timeout;
+    while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    if (in_flight_.load() > 0) {
+        hard_stop_ = true;
+        spdlog::warn("drain: shutdown deadline reached with runs={} in flight; their leases lapse when this daemon "
+                     "disconnects",
+                     in_flight_.load());
+    }
+    if (completer_) completer_->stop(5s);
+    // The claimer's session is the lease's liveness: closing it frees whatever is still claimed,
+    // so it is closed only now, after the runs ended and their outcomes were written.
+    release_session_ = true;
+    claimer_.join();
+}
+
+asio::awaitable<void> Drainer::deliver_run(ShardRun run) {
+    auto policy = RetryPolicy::from(cfg_);
+    std::size_t i = 0;
+    // Stop taking rows of this run well before its lease could lapse under another daemon.
+    auto lease_deadline = run.claimed_at + cfg_.drain.lease / 2;
+    for (; i < run.rows.size(); ++i) {
+        const auto& row = run.rows[i];
+        if (stopping_ || paused(row) || std::chrono::steady_clock::now() > lease_deadline) break;
+        auto now = std::chrono::steady_clock::now();
+        if (row.region && !breakers_.admit(*row.region, now)) break;
+        Outcome o = co_await deliverer_.deliver(row, policy);
+        if (row.region) {
+            bool failure = o.kind == Outcome::Kind::retry && o.region_failure;
+            if (o.kind != Outcome::Kind::release) breakers_.record(*row.region, failure, std::chrono::steady_clock::now());
+            metrics_.circuit_open.with({*row.region}).set(breakers_.is_open(*row.region, std::chrono::steady_clock::now()) ? 1 : 0);
+        }
+        std::string region = row.region.value_or("none");
+        switch (o.kind) {
+            case Outcome::Kind::delivered:
+                metrics_.deliveries.with({region, "delivered"}).inc();
+                break;
+            case Outcome::Kind::retry:
+                metrics_.deliveries.with({region, "retry"}).inc();
+                break;
+            case Outcome::Kind::dead:
+                metrics_.deliveries.with({region, "dead"}).inc();
+                metrics_.dead_letters.with({region, o.reason}).inc();
+                break;
+            case Outcome::Kind::release:
+                break;
+        }
+        bool go_on = o.kind == Outcome::Kind::delivered || o.kind == Outcome::Kind::dead;
+        completer_->push(std::move(o));
+        if (!go_on) {
+            ++i;
+            break;
+        }
+    }
+    for (; i < run.rows.size(); ++i) {
+        Outcome rel{Outcome::Kind::release};
+        rel.id = run.rows[i].id;
+        completer_->push(std::move(rel));
+    }
+    metrics_.in_flight.get().set(static_cast<double>(--in_flight_));
+    wake();
+}
+
+void Drainer::claim_loop() {
+    std::optional<db::Connection> conn;
+    auto retry_delay = 100ms;
+    bool was_down = false;
+    auto next_pause_refresh = std::chrono::steady_clock::time_point{};
+    bool want_claim = true;
+    while (true) {
+        last_loop_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
+        if (stopping_) break;
+        try {
+            if (!conn || !conn->ok()) {
+                connected_ = false;
+                conn.emplace(cfg_.database.url, "outboxd-claimer");
+                conn->exec("LISTEN outboxd_outbox");
+                if (was_down) spdlog::info("drain: database reachable again");
+                was_down = false;
+                retry_delay = 100ms;
+                want_claim = true;
+            }
+            connected_ = true;
+            MailboxClaimer claimer(*conn);
+            auto now = std::chrono::steady_clock::now();
+            if (now >= next_pause_refresh) {
+                auto p = claimer.paused();
+                std::lock_guard lk(pause_mu_);
+                paused_ = std::move(p);
+                next_pause_refresh = now + 500ms;
+            }
+            int free = cfg_.drain.concurrency - in_flight_.load();
+            bool full = false;
+            if (want_claim && free > 0) {
+                ClaimParams p;
+                p.owner = owner_;
+                p.lease = cfg_.drain.lease;
+                p.max_shards = std::min(free, cfg_.drain.batch_size);
+                p.rows_per_shard = cfg_.drain.rows_per_mailbox;
+                p.skip_regions = breakers_.blocked(now);
+                auto runs = claimer.claim(p);
+                metrics_.claims.get().inc();
+                full = static_cast<int>(runs.size()) == p.max_shards;
+                for (auto& run : runs) {
+                    metrics_.claimed_rows.get().inc(static_cast<double>(run.rows.size()));
+                    metrics_.in_flight.get().set(static_cast<double>(++in_flight_));
+                    asio::co_spawn(asio::make_strand(ioc_), deliver_run(std::move(run)), asio::detached);
+                }
+            }
+            // Sleep until a NOTIFY, a wake (capacity or flush), or the poll interval.
+            pollfd fds[2] = {{conn->socket(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
+            int timeout = full && cfg_.drain.concurrency - in_flight_.load() > 0
+                              ? 0
+                              : static_cast<int>(std::min<std::int64_t>(cfg_.drain.poll_interval.count(), 500));
+            int n = ::poll(fds, 2, timeout);
+            want_claim = n == 0 ? true : false;  // poll timeout: claim anyway (missed NOTIFY, backoff ended)
+            if (n > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP))) {
+                conn->notifications();
+                want_claim = true;
+            }
+            if (n > 0 && (fds[1].revents & POLLIN)) {
+                std::uint64_t v;
+                [[maybe_unused]] auto r = read(wake_fd_, &v, sizeof v);
+                want_claim = true;
+            }
+        } catch (const std::exception& e) {
+            connected_ = false;
+            metrics_.db_errors.with({"claimer"}).inc();
+            if (!was_down) spdlog::error("drain: database unavailable, retrying error=\"{}\"", e.what());
+            was_down = true;
+            conn.reset();
+            std::this_thread::sleep_for(retry_delay);
+            retry_delay = std::min(retry_delay * 2, std::chrono::milliseconds(5000));
+        }
+    }
+    // Keep the session (and so the leases of in-flight runs) until stop() has flushed outcomes.
+    while (!release_session_) {
+        last_loop_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
+        std::this_thread::sleep_for(10ms);
+    }
+    connected_ = false;
+}
+
+}  // namespace outboxd::drain

@@ -1,0 +1,206 @@
+// Beast server sessions as C++20 coroutines. A fresh request_parser per message enforces the body
+// limit (413 before the body is read) and the header limit; the stream deadline bounds each read so
+// a slowloris client only costs its own coroutine.
+#include "outboxd/http/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <boost/asio.hpp>
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/ssl.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <boost/beast/ssl.hpp>
+
+namespace outboxd::http {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+using asio::awaitable;
+using asio::use_awaitable;
+constexpr auto tuple_awaitable = asio::as_tuple(asio::use_awaitable);
+
+std::pair<std::string, unsigned short> split_host_port(const std::string& listen) {
+    auto colon = listen.rfind(':');
+    if (colon == std::string::npos) throw std::invalid_argument("expected host:port, got '" + listen + "'");
+    std::string host = listen.substr(0, colon);
+    if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+    int port = std::atoi(listen.c_str() + colon + 1);
+    if (port <= 0 || port > 65535) throw std::invalid_argument("bad port in '" + listen + "'");
+    return {host.empty() ? "0.0.0.0" : host, static_cast<unsigned short>(port)};
+}
+
+struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
+    asio::io_context& ioc;
+    asio::thread_pool* pool;
+    ServerOptions opts;
+    Routes routes;
+    tcp::acceptor acceptor;
+    std::optional<asio::ssl::context> tls;
+    std::atomic<bool> stopping{false};
+
+    Impl(asio::io_context& c, asio::thread_pool* p, ServerOptions o, Routes r)
+        : ioc(c), pool(p), opts(std::move(o)), routes(std::move(r)), acceptor(asio::make_strand(c)) {}
+
+    static ingress::Request to_request(bhttp::request<bhttp::string_body>&& m) {
+        ingress::Request r;
+        r.method = std::string(m.method_string());
+        r.target = std::string(m.target());
+        for (const auto& f : m) r.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
+        r.body = std::move(m.body());
+        return r;
+    }
+
+    static bhttp::response<bhttp::string_body> to_message(const ingress::Response& resp, unsigned version, bool keep) {
+        bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(resp.status), version};
+        res.set(bhttp::field::server, "outboxd");
+        if (!resp.content_type.empty()) res.set(bhttp::field::content_type, resp.content_type);
+        res.body() = resp.body;
+        res.keep_alive(keep);
+        res.prepare_payload();
+        return res;
+    }
+
+    awaitable<ingress::Response> answer(ingress::Request req) {
+        if (routes.fast) {
+            if (auto r = routes.fast(req)) co_return *r;
+        }
+        if (!routes.slow) co_return ingress::Response{404, "not found\n", "text/plain"};
+        if (!pool) co_return routes.slow(req);
+        // Database work blocks: run it on the blocking pool, then resume this session. (A plain
+        // coroutine, not a capturing coroutine lambda: GCC 12 miscompiles the latter.)
+        co_return co_await asio::co_spawn(*pool, run_slow(shared_from_this(), std::move(req)), use_awaitable);
+    }
+
+    static awaitable<ingress::Response> run_slow(std::shared_ptr<Impl> self, ingress::Request req) {
+        co_return self->routes.slow(req);
+    }
+
+    template <class Stream>
+    awaitable<void> serve(Stream& stream, beast::tcp_stream& lowest) {
+        beast::flat_buffer buffer;
+        while (!stopping) {
+            bhttp::request_parser<bhttp::string_body> parser;
+            parser.body_limit(opts.max_body_bytes);
+            parser.header_limit(static_cast<std::uint32_t>(opts.max_header_bytes));
+            lowest.expires_after(opts.read_timeout);
+            auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, tuple_awaitable);
+            (void)n;
+            if (ec == bhttp::error::end_of_stream || ec == asio::error::eof) co_return;
+            if (ec == bhttp::error::body_limit || ec == bhttp::error::header_limit || ec == bhttp::error::bad_method ||
+                ec == bhttp::error::bad_target || ec == bhttp::error::bad_version || ec == bhttp::error::bad_field ||
+                ec == bhttp::error::bad_value || ec == bhttp::error::bad_content_length ||
+                ec == bhttp::error::bad_chunk || ec == bhttp::error::bad_line_ending ||
+                ec == bhttp::error::bad_transfer_encoding) {
+                int status = ec == bhttp::error::body_limit ? 413 : ec == bhttp::error::header_limit ? 431 : 400;
+                ingress::Response r{status, std::string(ec == bhttp::error::body_limit ? "body too large" : "bad request") +
+                                                ": " + ec.message() + "\n",
+                                    "text/plain"};
+                if (routes.refused) routes.refused(status, ec.message());
+                auto res = to_message(r, 11, false);
+                lowest.expires_after(std::chrono::seconds(5));
+                co_await bhttp::async_write(stream, res, tuple_awaitable);
+                co_return;
+            }
+            if (ec) co_return;  // timeout, reset: nothing to answer
+            auto msg = parser.release();
+            bool keep = msg.keep_alive();
+            unsigned version = msg.version();
+            auto resp = co_await answer(to_request(std::move(msg)));
+            auto res = to_message(resp, version, keep && !stopping);
+            lowest.expires_after(std::chrono::seconds(30));
+            auto [wec, wn] = co_await bhttp::async_write(stream, res, tuple_awaitable);
+            (void)wn;
+            if (wec || !res.keep_alive()) co_return;
+        }
+    }
+
+    awaitable<void> session(tcp::socket sock) {
+        beast::tcp_stream stream(std::move(sock));
+        if (tls) {
+            beast::ssl_stream<beast::tcp_stream&> s(stream, *tls);
+            stream.expires_after(opts.read_timeout);
+            auto [ec] = co_await s.async_handshake(asio::ssl::stream_base::server, tuple_awaitable);
+            if (ec) co_return;
+            co_await serve(s, stream);
+            stream.expires_after(std::chrono::seconds(5));
+            co_await s.async_shutdown(tuple_awaitable);
+        } else {
+            co_await serve(stream, stream);
+            beast::error_code ec;
+            stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+        }
+    }
+
+    awaitable<void> accept_loop() {
+        auto self = shared_from_this();
+        while (!stopping) {
+            auto [ec, sock] = co_await acceptor.async_accept(asio::make_strand(ioc), tuple_awaitable);
+            if (ec) {
+                if (stopping || ec == asio::error::operation_aborted) co_return;
+                spdlog::warn("{}: accept failed error=\"{}\"", opts.name, ec.message());
+                continue;
+            }
+            auto ex = sock.get_executor();
+            asio::co_spawn(ex, self->session(std::move(sock)), [name = opts.name](std::exception_ptr e) {
+                if (!e) return;
+                try {
+                    std::rethrow_exception(e);
+                } catch (const std::exception& x) {
+                    spdlog::warn("{}: session ended by error=\"{}\"", name, x.what());
+                }
+            });
+        }
+    }
+};
+
+Server::Server(asio::io_context& ioc, asio::thread_pool* blocking_pool, ServerOptions opts, Routes routes)
+    : impl_(std::make_shared<Impl>(ioc, blocking_pool, std::move(opts), std::move(routes))) {}
+
+Server::~Server() { stop(); }
+
+void Server::start() {
+    auto& o = impl_->opts;
+    if (!o.tls_cert.empty()) {
+        impl_->tls.emplace(asio::ssl::context::tls_server);
+        impl_->tls->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                                asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
+                                asio::ssl::context::no_tlsv1_1);
+        try {
+            impl_->tls->use_certificate_chain_file(o.tls_cert);
+        } catch (const std::exception& e) {
+            throw std::runtime_error("ingress.tls_cert: cannot load '" + o.tls_cert + "': " + e.what());
+        }
+        try {
+            impl_->tls->use_private_key_file(o.tls_key, asio::ssl::context::pem);
+        } catch (const std::exception& e) {
+            throw std::runtime_error("ingress.tls_key: cannot load '" + o.tls_key + "': " + e.what());
+        }
+    }
+    auto [host, port] = split_host_port(o.listen);
+    boost::system::error_code ec;
+    auto addr = asio::ip::make_address(host, ec);
+    if (ec) throw std::runtime_error(o.name + ": bad listen address '" + o.listen + "'");
+    tcp::endpoint ep(addr, port);
+    auto& a = impl_->acceptor;
+    a.open(ep.protocol());
+    a.set_option(asio::socket_base::reuse_address(true));
+    a.bind(ep, ec);
+    if (ec) throw std::runtime_error(o.name + ": cannot listen on " + o.listen + ": " + ec.message());
+    a.listen(asio::socket_base::max_listen_connections);
+    asio::co_spawn(a.get_executor(), impl_->accept_loop(), asio::detached);
+}
+
+void Server::stop() {
+    if (!impl_ || impl_->stopping.exchange(true)) return;
+    asio::post(impl_->acceptor.get_executor(), [impl = impl_] {
+        boost::system::error_code ec;
+        impl->acceptor.close(ec);
+    });
+}
+
+unsigned short Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+
+}  // namespace outboxd::http

@@ -1,0 +1,113 @@
+// Request helpers shared by every parser: header lookup, header cleaning for replay, query parsing.
+#include "outboxd/ingress/request.hpp"
+
+#include <algorithm>
+#include <cctype>
+
+namespace outboxd::ingress {
+namespace {
+bool iequals(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
+std::string lower(std::string_view s) {
+    std::string out(s);
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
+}
+int hexval(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+}  // namespace
+
+std::string_view Request::path() const {
+    std::string_view t = target;
+    return t.substr(0, t.find('?'));
+}
+
+std::string_view Request::query() const {
+    std::string_view t = target;
+    auto q = t.find('?');
+    return q == std::string_view::npos ? std::string_view{} : t.substr(q + 1);
+}
+
+std::optional<std::string_view> Request::header(std::string_view name) const {
+    for (const auto& [k, v] : headers)
+        if (iequals(k, name)) return std::string_view(v);
+    return std::nullopt;
+}
+
+Headers forwardable_headers(const Headers& in) {
+    // RFC 9110 §7.6.1 hop-by-hop headers, plus what the delivery client sets itself.
+    static const char* drop[] = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+                                 "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
+                                 "host", "content-length", "expect", "x-outbox-id", "x-outbox-attempt",
+                                 "x-outbox-signature"};
+    std::vector<std::string> named;  // headers listed in Connection are hop-by-hop too
+    for (const auto& [k, v] : in) {
+        if (!iequals(k, "connection")) continue;
+        std::string_view s = v;
+        while (!s.empty()) {
+            auto comma = s.find(',');
+            auto tok = s.substr(0, comma);
+            while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
+            while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
+            if (!tok.empty()) named.push_back(lower(tok));
+            if (comma == std::string_view::npos) break;
+            s.remove_prefix(comma + 1);
+        }
+    }
+    Headers out;
+    for (const auto& [k, v] : in) {
+        auto lk = lower(k);
+        bool skip = std::any_of(std::begin(drop), std::end(drop), [&](const char* d) { return lk == d; }) ||
+                    std::find(named.begin(), named.end(), lk) != named.end();
+        if (!skip) out.emplace_back(k, v);
+    }
+    return out;
+}
+
+std::string percent_decode(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (std::size_t i = 0; i < s.size(); ++i) {
+        if (s[i] == '%' && i + 2 < s.size()) {
+            int h = hexval(s[i + 1]);
+            int l = hexval(s[i + 2]);
+            if (h >= 0 && l >= 0) {
+                out.push_back(static_cast<char>(h * 16 + l));
+                i += 2;
+                continue;
+            }
+        }
+        out.push_back(s[i]);
+    }
+    return out;
+}
+
+std::vector<std::pair<std::string, std::string>> parse_query(std::string_view q, bool form) {
+    std::vector<std::pair<std::string, std::string>> out;
+    while (!q.empty()) {
+        auto amp = q.find('&');
+        auto part = q.substr(0, amp);
+        if (!part.empty()) {
+            auto eq = part.find('=');
+            std::string k(part.substr(0, eq));
+            std::string v(eq == std::string_view::npos ? std::string_view{} : part.substr(eq + 1));
+            if (form) {
+                std::replace(k.begin(), k.end(), '+', ' ');
+                std::replace(v.begin(), v.end(), '+', ' ');
+            }
+            out.emplace_back(percent_decode(k), percent_decode(v));
+        }
+        if (amp == std::string_view::npos) break;
+        q.remove_prefix(amp + 1);
+    }
+    return out;
+}
+
+}  // namespace outboxd::ingress

@@ -1,0 +1,7 @@
+// libFuzzer target: the jira_server parser must answer every request with a well-formed decision, never
+// crash, hang or read out of bounds (input format in fuzz_support.hpp).
+#include "fuzz_support.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    return outboxd::fuzz::run("jira_server", "jira-server", data, size);
+}

@@ -1,0 +1,7 @@
+// libFuzzer target: the slack parser must answer every request with a well-formed decision, never
+// crash, hang or read out of bounds (input format in fuzz_support.hpp).
+#include "fuzz_support.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+    return outboxd::fuzz::run("slack", "slack", data, size);
+}

@@ -1,0 +1,132 @@
+// Config parsing: good files, every kind of bad value, unknown keys, durations, the env override.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+
+#include "outboxd/config/config.hpp"
+
+using namespace outboxd::config;
+
+namespace {
+const char* kGood = R"(
+[database]
+url = "postgresql:///x"
+pool_size = 4
+
+[ingress]
+listen = "127.0.0.1:18080"
+max_body_bytes = 2048
+
+[drain]
+concurrency = 8
+request_timeout = "250ms"
+
+[retry]
+base_delay = "1s"
+max_delay = "1h"
+max_attempts = 3
+max_age = "3d"
+
+[[region]]
+name = "us"
+url = "http://127.0.0.1:9001/"
+secret = "s1"
+
+[[region]]
+name = "eu"
+url = "https://eu.example.com"
+secret = "s2"
+
+[provider.github]
+webhook_secret = "gh"
+
+[apps]
+allow_private_urls = true
+)";
+
+std::string message_of(const std::string& text) {
+    try {
+        load_string(text);
+    } catch (const ConfigError& e) {
+        return e.what();
+    }
+    return "";
+}
+}  // namespace
+
+TEST(Config, LoadsAGoodFile) {
+    unsetenv("OUTBOXD_DATABASE_URL");
+    auto c = load_string(kGood);
+    EXPECT_EQ(c.database.url, "postgresql:///x");
+    EXPECT_EQ(c.database.pool_size, 4);
+    EXPECT_EQ(c.ingress.max_body_bytes, 2048);
+    EXPECT_EQ(c.drain.request_timeout, Duration(250));
+    EXPECT_EQ(c.retry.max_age, Duration(3LL * 86400 * 1000));
+    ASSERT_EQ(c.regions.size(), 2u);
+    EXPECT_EQ(c.regions[0].url, "http://127.0.0.1:9001") << "trailing slash trimmed";
+    EXPECT_EQ(c.region("eu")->secret, "s2");
+    EXPECT_EQ(c.region("nowhere"), nullptr);
+    EXPECT_EQ(c.provider.github_webhook_secret, "gh");
+    EXPECT_TRUE(c.apps.allow_private_urls);
+    EXPECT_EQ(c.drain.batch_size, 100) << "defaults kept for absent keys";
+}
+
+TEST(Config, EnvironmentOverridesDatabaseUrl) {
+    setenv("OUTBOXD_DATABASE_URL", "postgresql:///from_env", 1);
+    auto c = load_string(kGood);
+    unsetenv("OUTBOXD_DATABASE_URL");
+    EXPECT_EQ(c.database.url, "postgresql:///from_env");
+}
+
+TEST(Config, UnknownKeyNamesTheKey) {
+    EXPECT_NE(message_of("[drain]\nconcurency = 3\n").find("drain.concurency"), std::string::npos);
+    EXPECT_NE(message_of("[nosuch]\nx = 1\n").find("nosuch.x"), std::string::npos);
+    EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"http://x\"\nsecret=\"s\"\ncolour=\"red\"\n").find("region[0].colour"),
+              std::string::npos);
+}
+
+TEST(Config, BadValuesNameTheKey) {
+    EXPECT_NE(message_of("[drain]\nrequest_timeout = \"10 parsecs\"\n").find("drain.request_timeout"), std::string::npos);
+    EXPECT_NE(message_of("[drain]\nrequest_timeout = 10\n").find("drain.request_timeout"), std::string::npos);
+    EXPECT_NE(message_of("[drain]\nconcurrency = \"many\"\n").find("drain.concurrency"), std::string::npos);
+    EXPECT_NE(message_of("[drain]\nconcurrency = 0\n").find("drain.concurrency"), std::string::npos);
+    EXPECT_NE(message_of("[apps]\nallow_private_urls = \"yes\"\n").find("apps.allow_private_urls"), std::string::npos);
+    EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"ftp://x\"\nsecret=\"s\"\n").find("region[0].url"), std::string::npos);
+    EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"http://x\"\n").find("region[0].secret"), std::string::npos);
+    EXPECT_NE(message_of("[log]\nformat = \"xml\"\n").find("log.format"), std::string::npos);
+    EXPECT_NE(message_of("[provider.discord]\npublic_key = \"zz\"\n").find("provider.discord.public_key"), std::string::npos);
+    EXPECT_NE(message_of("this is = = not toml").find("cannot parse"), std::string::npos);
+}
+
+TEST(Config, DuplicateRegionIsRefused) {
+    auto m = message_of("[[region]]\nname=\"a\"\nurl=\"http://x\"\nsecret=\"s\"\n[[region]]\nname=\"a\"\nurl=\"http://y\"\nsecret=\"t\"\n");
+    EXPECT_NE(m.find("duplicate"), std::string::npos) << m;
+}
+
+TEST(Config, Durations) {
+    EXPECT_EQ(parse_duration("250ms"), Duration(250));
+    EXPECT_EQ(parse_duration("5s"), Duration(5000));
+    EXPECT_EQ(parse_duration("3m"), Duration(180000));
+    EXPECT_EQ(parse_duration("1h"), Duration(3600000));
+    EXPECT_EQ(parse_duration("3d"), Duration(259200000));
+    EXPECT_THROW(parse_duration("5"), std::invalid_argument);
+    EXPECT_THROW(parse_duration("s"), std::invalid_argument);
+    EXPECT_THROW(parse_duration("-1s"), std::invalid_argument);
+    EXPECT_THROW(parse_duration("1w"), std::invalid_argument);
+    EXPECT_EQ(format_duration(Duration(3600000)), "1h");
+    EXPECT_EQ(format_duration(Duration(1500)), "1500ms");
+}
+
+TEST(Config, EveryKeyHasADoc) {
+    for (const auto& k : known_keys()) {
+        EXPECT_FALSE(k.doc.empty()) << k.path;
+        EXPECT_FALSE(k.type.empty()) << k.path;
+    }
+}
+
+TEST(Config, DescribeMasksSecrets) {
+    auto c = load_string(kGood);
+    for (const auto& [k, v] : describe(c)) {
+        if (k.find("secret") != std::string::npos || k == "database.url") EXPECT_TRUE(v.empty() || v == "********") << k;
+    }
+}
