@@ -127,6 +127,8 @@ TEST(Config, EveryKeyHasADoc) {
 TEST(Config, DescribeMasksSecrets) {
     auto c = load_string(kGood);
     for (const auto& [k, v] : describe(c)) {
-        if (k.find("secret") != std::string::npos || k == "database.url") EXPECT_TRUE(v.empty() || v == "********") << k;
+        if (k.find("secret") != std::string::npos || k == "database.url") {
+            EXPECT_TRUE(v.empty() || v == "********") << k;
+        }
     }
 }

@@ -7,6 +7,7 @@
 
 #include <boost/json.hpp>
 #include <cctype>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -103,8 +104,21 @@ void populate(MemoryDirectory& d) {
 // ---------------------------------------------------------------------------------------------
 // Building requests.
 
+// tests/fixtures: found from this file's path, or (when a compiler cache rewrote __FILE__ to a
+// relative path) from the working directory upwards; OUTBOXD_FIXTURES overrides both.
+std::filesystem::path fixtures_dir() {
+    if (const char* env = std::getenv("OUTBOXD_FIXTURES")) return env;
+    auto beside = std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures";
+    if (std::filesystem::is_directory(beside)) return beside;
+    for (auto dir = std::filesystem::current_path(); !dir.empty(); dir = dir.parent_path()) {
+        if (std::filesystem::is_directory(dir / "tests" / "fixtures")) return dir / "tests" / "fixtures";
+        if (dir == dir.parent_path()) break;
+    }
+    return beside;
+}
+
 std::string fixture(const std::string& name) {
-    auto path = std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures" / name;
+    auto path = fixtures_dir() / name;
     std::ifstream in(path, std::ios::binary);
     if (!in) throw std::runtime_error("missing fixture " + path.string());
     std::ostringstream s;
@@ -844,7 +858,7 @@ TEST(ParsersSlack, ChallengeIsEscapedJson) {
 }
 
 TEST(ParsersFixtures, AllAreValidJson) {
-    auto root = std::filesystem::path(__FILE__).parent_path().parent_path() / "fixtures";
+    auto root = fixtures_dir();
     int n = 0;
     for (const auto& e : std::filesystem::recursive_directory_iterator(root)) {
         if (e.path().extension() != ".json") continue;

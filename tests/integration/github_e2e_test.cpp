@@ -1,0 +1,108 @@
+// End to end through a real Postgres and real receivers: a signed GitHub webhook reaches each
+// region exactly once, byte for byte; a failed insert answers 5xx and forwards nothing.
+#include <gtest/gtest.h>
+
+#include "outboxd/ingress/parser.hpp"
+#include "support/harness.hpp"
+
+using namespace testsupport;
+
+namespace {
+
+std::string config_for(const TestDatabase& db, unsigned short ingress, unsigned short metrics,
+                       const std::vector<std::pair<std::string, std::string>>& regions, const std::string& extra = "") {
+    std::string c = "[database]\nurl = \"" + db.url() + "\"\n\n[ingress]\nlisten = \"127.0.0.1:" + std::to_string(ingress) +
+                    "\"\n\n[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metrics) +
+                    "\"\n\n[drain]\nrequest_timeout = \"2s\"\n\n[retry]\nbase_delay = \"50ms\"\nmax_delay = \"200ms\"\n\n";
+    for (const auto& [name, url] : regions)
+        c += "[[region]]\nname = \"" + name + "\"\nurl = \"" + url + "\"\nsecret = \"" + name + "-secret\"\n\n";
+    c += "[provider.github]\nwebhook_secret = \"gh-secret\"\n" + extra;
+    return c;
+}
+
+const std::string kBody = R"({"action":"opened","issue":{"id":1,"title":"naïve 🚀"},"installation":{"id":4242}})";
+
+std::vector<std::pair<std::string, std::string>> github_headers(const std::string& body) {
+    return {{"X-GitHub-Event", "issues"},
+            {"X-GitHub-Delivery", "d-1"},
+            {"Content-Type", "application/json"},
+            {"X-Hub-Signature-256", "sha256=" + outboxd::ingress::hmac_sha256_hex("gh-secret", body)}};
+}
+
+}  // namespace
+
+TEST(GithubEndToEnd, EachRegionGetsOneByteExactCopy) {
+    TestDatabase db("github_e2e");
+    // Three organizations: two in us, one in eu.
+    db.seed_integration(7, "github", "4242", {"us", "us", "eu"});
+    Receiver us, eu;
+    auto ingress = free_port(), metrics = free_port();
+    Daemon d(config_for(db, ingress, metrics, {{"us", us.url()}, {"eu", eu.url()}}), "e2e");
+    ASSERT_TRUE(d.start()) << d.log();
+
+    auto res = http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/?x=1", kBody, github_headers(kBody));
+    ASSERT_EQ(res.status, 202) << res.body;
+
+    ASSERT_TRUE(wait_until([&] { return us.ok().size() >= 1 && eu.ok().size() >= 1; }, 10s)) << d.log();
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 5s));
+    EXPECT_EQ(us.requests().size(), 1u) << "two us organizations still make one copy";
+    EXPECT_EQ(eu.requests().size(), 1u);
+    for (auto* r : {&us, &eu}) {
+        auto req = r->requests().at(0);
+        EXPECT_EQ(req.body, kBody) << "body forwarded byte for byte";
+        EXPECT_EQ(req.target, "/extensions/github/webhook/?x=1") << "path and query kept";
+        EXPECT_EQ(req.headers["x-hub-signature-256"], "sha256=" + outboxd::ingress::hmac_sha256_hex("gh-secret", req.body));
+        EXPECT_EQ(req.headers["x-github-event"], "issues");
+        EXPECT_FALSE(req.headers["x-outbox-id"].empty());
+        EXPECT_EQ(req.headers["x-outbox-attempt"], "1");
+    }
+    auto us_req = us.requests().at(0);
+    EXPECT_EQ(us_req.headers["x-outbox-signature"], "sha256=" + outboxd::ingress::hmac_sha256_hex("us-secret", kBody));
+    EXPECT_EQ(us_req.headers["host"], "127.0.0.1:" + std::to_string(us.port()));
+    EXPECT_EQ(d.terminate(), 0);
+}
+
+TEST(GithubEndToEnd, FailedInsertAnswers5xxAndForwardsNothing) {
+    TestDatabase db("github_commit_rule");
+    db.seed_integration(7, "github", "4242", {"us"});
+    // Every insert into the outbox fails, as it would with a full disk or a broken constraint.
+    db.sql("CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'disk full'; END $$");
+    db.sql("CREATE TRIGGER refuse BEFORE INSERT ON control_outbox FOR EACH ROW EXECUTE FUNCTION refuse()");
+    Receiver us;
+    auto ingress = free_port(), metrics = free_port();
+    Daemon d(config_for(db, ingress, metrics, {{"us", us.url()}}), "commit");
+    ASSERT_TRUE(d.start()) << d.log();
+    auto res = http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody));
+    EXPECT_GE(res.status, 500);
+    EXPECT_LT(res.status, 600);
+    std::this_thread::sleep_for(500ms);  // give a (wrong) drainer time to forward something
+    EXPECT_TRUE(us.requests().empty());
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox"), "0");
+    // Once the fault is gone the same webhook is accepted: the daemon kept serving.
+    db.sql("DROP TRIGGER refuse ON control_outbox");
+    EXPECT_EQ(http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody)).status, 202);
+    EXPECT_TRUE(wait_until([&] { return us.ok().size() == 1; }, 10s));
+}
+
+TEST(GithubEndToEnd, DatabaseDownAnswers503) {
+    TestDatabase db("github_db_down");
+    db.seed_integration(7, "github", "4242", {"us"});
+    Receiver us;
+    auto ingress = free_port(), metrics = free_port();
+    Daemon d(config_for(db, ingress, metrics, {{"us", us.url()}}), "dbdown");
+    ASSERT_TRUE(d.start()) << d.log();
+    // Cut every session of this database: the writer's and lookups' connections are gone.
+    outboxd::db::Connection admin(conninfo("postgres"));
+    admin.exec("ALTER DATABASE " + db.name() + " ALLOW_CONNECTIONS false");
+    admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db.name() + "'");
+    auto res = http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody));
+    EXPECT_EQ(res.status, 503) << res.body;
+    EXPECT_TRUE(d.running()) << "a database outage never stops the daemon";
+    admin.exec("ALTER DATABASE " + db.name() + " ALLOW_CONNECTIONS true");
+    db.conn().reset();
+    EXPECT_TRUE(wait_until([&] {
+        return http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody)).status == 202;
+    }, 15s)) << d.log();
+    EXPECT_TRUE(wait_until([&] { return us.ok().size() == 1; }, 15s)) << d.log();
+    EXPECT_TRUE(us.requests().size() == 1u);
+}

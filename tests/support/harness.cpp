@@ -1,0 +1,312 @@
+// Implementation of the test harness: databases on the pg_virtualenv cluster, receivers over raw
+// sockets + Beast parsing, and daemon processes.
+#include "harness.hpp"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "outboxd/db/migrations.hpp"
+
+namespace testsupport {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = beast::http;
+using tcp = asio::ip::tcp;
+
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
+    auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+        if (pred()) return true;
+        std::this_thread::sleep_for(20ms);
+    }
+    return pred();
+}
+
+static std::string env(const char* k, const char* dflt) {
+    const char* v = std::getenv(k);
+    return v && *v ? v : dflt;
+}
+
+std::string conninfo(const std::string& db) {
+    return "postgresql://" + env("PGUSER", "postgres") + ":" + env("PGPASSWORD", "") + "@" + env("PGHOST", "localhost") +
+           ":" + env("PGPORT", "5432") + "/" + db;
+}
+
+std::string binary_dir() { return OUTBOXD_BINARY_DIR; }
+
+TestDatabase::TestDatabase(std::string name) : name_("t_" + std::move(name)), url_(conninfo(name_)) {
+    {
+        outboxd::db::Connection admin(conninfo(env("PGDATABASE", "postgres")));
+        admin.exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+        admin.exec("CREATE DATABASE " + name_);
+    }
+    conn_ = std::make_unique<outboxd::db::Connection>(url_, "test");
+    outboxd::db::migrate(*conn_);
+}
+
+TestDatabase::~TestDatabase() = default;
+
+void TestDatabase::seed_integration(std::int64_t id, const std::string& provider, const std::string& external_id,
+                                    const std::vector<std::string>& org_regions, const std::string& metadata) {
+    using outboxd::db::Params;
+    sql("INSERT INTO integration(id, provider, external_id, name, status, metadata) VALUES ($1, $2, $3, 'test', 'active', $4::jsonb)",
+        Params(id, provider, external_id, metadata));
+    int n = 0;
+    for (const auto& region : org_regions) {
+        std::int64_t org = id * 100 + n++;
+        sql("INSERT INTO organization_mapping(organization_id, slug, region_name) VALUES ($1, $2, $3)",
+            Params(org, "org" + std::to_string(org), region));
+        sql("INSERT INTO organization_integration(organization_id, integration_id, status) VALUES ($1, $2, 'active')",
+            Params(org, id));
+    }
+}
+
+unsigned short free_port() {
+    asio::io_context ioc;
+    tcp::acceptor a(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+    return a.local_endpoint().port();
+}
+
+struct Receiver::Impl {
+    asio::io_context ioc;
+    tcp::acceptor acceptor{ioc};
+    std::mutex mu;
+    std::vector<ReceivedRequest> log;
+    Responder respond;
+    std::vector<std::pair<std::string, std::string>> extra_headers;
+    std::atomic<bool> stopping{false};
+    std::thread accept_thread;
+    std::vector<std::thread> workers;
+    std::vector<std::shared_ptr<tcp::socket>> sockets;
+};
+
+Receiver::Receiver(Responder respond) : impl_(std::make_unique<Impl>()) {
+    impl_->respond = std::move(respond);
+    auto& a = impl_->acceptor;
+    tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
+    a.open(ep.protocol());
+    a.set_option(asio::socket_base::reuse_address(true));
+    a.bind(ep);
+    a.listen();
+    port_ = a.local_endpoint().port();
+    impl_->accept_thread = std::thread([this] {
+        while (!impl_->stopping) {
+            auto sock = std::make_shared<tcp::socket>(impl_->ioc);
+            boost::system::error_code ec;
+            impl_->acceptor.accept(*sock, ec);
+            if (ec || impl_->stopping) return;
+            ++connections_;
+            std::lock_guard lk(impl_->mu);
+            impl_->sockets.push_back(sock);
+            impl_->workers.emplace_back([this, sock] {
+                beast::flat_buffer buf;
+                while (!impl_->stopping) {
+                    bhttp::request<bhttp::string_body> req;
+                    boost::system::error_code rec;
+                    bhttp::read(*sock, buf, req, rec);
+                    if (rec) return;
+                    ReceivedRequest r;
+                    r.at = std::chrono::steady_clock::now();
+                    r.method = std::string(req.method_string());
+                    r.target = std::string(req.target());
+                    r.body = req.body();
+                    for (const auto& f : req) {
+                        std::string k(f.name_string());
+                        for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                        r.headers[k] = std::string(f.value());
+                    }
+                    Responder fn;
+                    std::vector<std::pair<std::string, std::string>> extra;
+                    {
+                        std::lock_guard lk2(impl_->mu);
+                        fn = impl_->respond;
+                        extra = impl_->extra_headers;
+                    }
+                    r.status = fn ? fn(r) : 200;
+                    {
+                        std::lock_guard lk2(impl_->mu);
+                        impl_->log.push_back(r);
+                    }
+                    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
+                    for (const auto& [k, v] : extra) res.set(k, v);
+                    res.body() = "ok";
+                    res.keep_alive(req.keep_alive());
+                    res.prepare_payload();
+                    bhttp::write(*sock, res, rec);
+                    if (rec || !req.keep_alive()) return;
+                }
+            });
+        }
+    });
+}
+
+Receiver::~Receiver() {
+    impl_->stopping = true;
+    boost::system::error_code ec;
+    impl_->acceptor.close(ec);
+    {
+        // Wake the accept() call.
+        asio::io_context c;
+        tcp::socket s(c);
+        s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
+    }
+    if (impl_->accept_thread.joinable()) impl_->accept_thread.join();
+    {
+        std::lock_guard lk(impl_->mu);
+        for (auto& s : impl_->sockets) {
+            s->shutdown(tcp::socket::shutdown_both, ec);
+            s->close(ec);
+        }
+    }
+    for (auto& t : impl_->workers)
+        if (t.joinable()) t.join();
+}
+
+std::vector<ReceivedRequest> Receiver::requests() {
+    std::lock_guard lk(impl_->mu);
+    return impl_->log;
+}
+
+std::vector<ReceivedRequest> Receiver::ok() {
+    std::vector<ReceivedRequest> out;
+    for (auto& r : requests())
+        if (r.status >= 200 && r.status < 300) out.push_back(r);
+    return out;
+}
+
+void Receiver::set_responder(Responder r) {
+    std::lock_guard lk(impl_->mu);
+    impl_->respond = std::move(r);
+}
+
+void Receiver::set_header(const std::string& name, const std::string& value) {
+    std::lock_guard lk(impl_->mu);
+    impl_->extra_headers.emplace_back(name, value);
+}
+
+HttpResult http_request(const std::string& method, const std::string& host, unsigned short port,
+                        const std::string& target, const std::string& body,
+                        const std::vector<std::pair<std::string, std::string>>& headers) {
+    HttpResult out;
+    try {
+        asio::io_context ioc;
+        beast::tcp_stream s(ioc);
+        s.expires_after(30s);
+        s.connect(tcp::endpoint(asio::ip::make_address(host), port));
+        bhttp::request<bhttp::string_body> req{bhttp::string_to_verb(method), target, 11};
+        req.set(bhttp::field::host, host);
+        for (const auto& [k, v] : headers) req.set(k, v);
+        req.body() = body;
+        req.prepare_payload();
+        bhttp::write(s, req);
+        beast::flat_buffer buf;
+        bhttp::response<bhttp::string_body> res;
+        bhttp::read(s, buf, res);
+        out.status = res.result_int();
+        out.body = res.body();
+    } catch (const std::exception& e) {
+        out.status = 0;
+        out.body = e.what();
+    }
+    return out;
+}
+
+std::pair<int, std::string> run_command(const std::string& cmd) {
+    std::string out;
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    if (!p) return {-1, ""};
+    char buf[4096];
+    std::size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int rc = pclose(p);
+    return {WIFEXITED(rc) ? WEXITSTATUS(rc) : -1, out};
+}
+
+Daemon::Daemon(const std::string& config_toml, const std::string& name) {
+    char dir[] = "/tmp/outboxd-test-XXXXXX";
+    std::string d = mkdtemp(dir);
+    config_path_ = d + "/" + name + ".toml";
+    log_path_ = d + "/" + name + ".log";
+    std::ofstream(config_path_) << config_toml;
+}
+
+Daemon::~Daemon() {
+    if (pid_ > 0) kill9();
+}
+
+bool Daemon::running() {
+    if (pid_ <= 0) return false;
+    int status;
+    return waitpid(pid_, &status, WNOHANG) == 0;
+}
+
+bool Daemon::start(std::chrono::milliseconds timeout) {
+    pid_ = fork();
+    if (pid_ == 0) {
+        setsid();
+        FILE* f = fopen(log_path_.c_str(), "a");
+        if (f) {
+            dup2(fileno(f), 1);
+            dup2(fileno(f), 2);
+        }
+        std::string bin = binary_dir() + "/outboxd";
+        execl(bin.c_str(), bin.c_str(), "--config", config_path_.c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    // The metrics listener answers /readyz once the database answers and the drainer connected.
+    std::ifstream in(config_path_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    std::string text = ss.str();
+    auto pos = text.find("[metrics]");
+    unsigned short port = 0;
+    if (pos != std::string::npos) {
+        auto l = text.find("listen", pos);
+        auto colon = text.find(':', text.find('"', l) + 1);
+        port = static_cast<unsigned short>(std::atoi(text.c_str() + colon + 1));
+    }
+    return wait_until([&] { return running() && http_request("GET", "127.0.0.1", port, "/readyz").status == 200; },
+                      timeout);
+}
+
+void Daemon::kill9() {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    int status;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+}
+
+int Daemon::terminate(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0) return -1;
+    ::kill(pid_, SIGTERM);
+    auto end = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < end) {
+        int status;
+        if (waitpid(pid_, &status, WNOHANG) == pid_) {
+            pid_ = -1;
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        }
+        std::this_thread::sleep_for(20ms);
+    }
+    kill9();
+    return -1;
+}
+
+std::string Daemon::log() {
+    std::ifstream in(log_path_);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+
+}  // namespace testsupport

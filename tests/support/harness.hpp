@@ -1,0 +1,115 @@
+// Test support for integration and fault tests: a migrated database per test on the throw-away
+// cluster that scripts/run-tests.sh starts (pg_virtualenv sets PGHOST/PGPORT/PGUSER/PGPASSWORD),
+// real HTTP receivers on 127.0.0.1, outboxd processes with generated configs, and wait_until().
+#pragma once
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "outboxd/db/connection.hpp"
+
+namespace testsupport {
+
+using namespace std::chrono_literals;
+
+// Polls `pred` every 20 ms until it holds or `timeout` passes; returns its last value.
+bool wait_until(const std::function<bool()>& pred, std::chrono::milliseconds timeout);
+
+// "postgresql://user:pass@host:port/DB" for the cluster of this test run.
+std::string conninfo(const std::string& db);
+
+// A fresh database (dropped first if it exists), migrated with outboxd's schema.
+class TestDatabase {
+public:
+    explicit TestDatabase(std::string name);
+    ~TestDatabase();
+    const std::string& url() const { return url_; }
+    const std::string& name() const { return name_; }
+    outboxd::db::Connection& conn() { return *conn_; }
+    outboxd::db::Result sql(const std::string& q, const outboxd::db::Params& p = {}) { return conn_->exec(q, p); }
+    std::string scalar(const std::string& q) {
+        auto r = conn_->exec(q);
+        return r.rows() ? r.text(0, 0) : "";
+    }
+    // integration(id, 'github', external_id) + organizations in the given regions (one each).
+    void seed_integration(std::int64_t id, const std::string& provider, const std::string& external_id,
+                          const std::vector<std::string>& org_regions, const std::string& metadata = "{}");
+
+private:
+    std::string name_, url_;
+    std::unique_ptr<outboxd::db::Connection> conn_;
+};
+
+struct ReceivedRequest {
+    std::chrono::steady_clock::time_point at;
+    std::string method, target, body;
+    std::map<std::string, std::string> headers;  // lower-case names
+    int status = 0;                              // what the receiver answered
+};
+
+// A region or app receiver: a blocking HTTP/1.1 server (keep-alive) on 127.0.0.1 with one thread
+// per connection. `respond` picks the status (and may sleep to simulate a hang).
+class Receiver {
+public:
+    using Responder = std::function<int(const ReceivedRequest&)>;
+    explicit Receiver(Responder respond = {});
+    ~Receiver();
+    unsigned short port() const { return port_; }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    std::vector<ReceivedRequest> requests();
+    std::vector<ReceivedRequest> ok();  // answered 2xx
+    std::size_t connections() const { return connections_.load(); }
+    void set_responder(Responder r);
+    // Extra response headers (e.g. Retry-After).
+    void set_header(const std::string& name, const std::string& value);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+    unsigned short port_ = 0;
+    std::atomic<std::size_t> connections_{0};
+};
+
+unsigned short free_port();
+
+// build/outboxd with a config written from `toml` (the [database] url is filled in).
+class Daemon {
+public:
+    Daemon(const std::string& config_toml, const std::string& name);
+    ~Daemon();
+    // Starts and waits for /readyz on the metrics listener; false on timeout.
+    bool start(std::chrono::milliseconds timeout = 20s);
+    void kill9();
+    // SIGTERM; returns the exit code (or -1 on timeout, after which it is killed).
+    int terminate(std::chrono::milliseconds timeout = 20s);
+    bool running();
+    const std::string& config_path() const { return config_path_; }
+    std::string log();
+
+private:
+    std::string config_path_, log_path_;
+    int pid_ = -1;
+};
+
+// Plain HTTP client for tests (no keep-alive): returns status and body; status 0 on failure.
+struct HttpResult {
+    int status = 0;
+    std::string body;
+};
+HttpResult http_request(const std::string& method, const std::string& host, unsigned short port,
+                        const std::string& target, const std::string& body = {},
+                        const std::vector<std::pair<std::string, std::string>>& headers = {});
+
+std::string binary_dir();  // where outboxd and outboxctl were built
+
+// Runs a command, returns (exit code, stdout+stderr).
+std::pair<int, std::string> run_command(const std::string& cmd);
+
+}  // namespace testsupport
