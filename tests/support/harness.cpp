@@ -43,6 +43,38 @@ std::string conninfo(const std::string& db) {
 
 std::string binary_dir() { return OUTBOXD_BINARY_DIR; }
 
+DaemonConfig daemon_config(const std::string& db_url, const std::vector<std::pair<std::string, std::string>>& regions,
+                           const std::string& extra) {
+    DaemonConfig c;
+    c.ingress = free_port();
+    c.metrics = free_port();
+    c.toml = "[database]\nurl = \"" + db_url + "\"\n\n[ingress]\nlisten = \"127.0.0.1:" + std::to_string(c.ingress) +
+             "\"\n\n[metrics]\nlisten = \"127.0.0.1:" + std::to_string(c.metrics) + "\"\n\n" + extra + "\n";
+    for (const auto& [name, url] : regions)
+        c.toml += "[[region]]\nname = \"" + name + "\"\nurl = \"" + url + "\"\nsecret = \"" + name + "-secret\"\n\n";
+    return c;
+}
+
+double metric_value(unsigned short metrics_port, const std::string& name, const std::string& labels) {
+    auto res = http_request("GET", "127.0.0.1", metrics_port, "/metrics");
+    if (res.status != 200) return -1;
+    std::istringstream in(res.body);
+    std::string line;
+    double total = 0;
+    bool seen = false;
+    while (std::getline(in, line)) {
+        if (line.empty() || line[0] == '#') continue;
+        auto sp = line.rfind(' ');
+        std::string head = line.substr(0, sp);
+        std::string fam = head.substr(0, head.find('{'));
+        if (fam != name) continue;
+        if (!labels.empty() && head.find(labels) == std::string::npos) continue;
+        total += std::stod(line.substr(sp + 1));
+        seen = true;
+    }
+    return seen ? total : -1;
+}
+
 TestDatabase::TestDatabase(std::string name) : name_("t_" + std::move(name)), url_(conninfo(name_)) {
     {
         outboxd::db::Connection admin(conninfo(env("PGDATABASE", "postgres")));

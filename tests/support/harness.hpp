@@ -109,6 +109,19 @@ HttpResult http_request(const std::string& method, const std::string& host, unsi
 
 std::string binary_dir();  // where outboxd and outboxctl were built
 
+// A daemon config: database, fresh listen ports, the given regions (secret "{name}-secret"),
+// then `extra` TOML appended verbatim (drain/retry tables and such).
+struct DaemonConfig {
+    std::string toml;
+    unsigned short ingress = 0;
+    unsigned short metrics = 0;
+};
+DaemonConfig daemon_config(const std::string& db_url, const std::vector<std::pair<std::string, std::string>>& regions,
+                           const std::string& extra = "");
+
+// Value of one sample line of /metrics (sum over series whose labels include `labels`), or -1.
+double metric_value(unsigned short metrics_port, const std::string& name, const std::string& labels = "");
+
 // Runs a command, returns (exit code, stdout+stderr).
 std::pair<int, std::string> run_command(const std::string& cmd);
 

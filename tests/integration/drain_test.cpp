@@ -1,0 +1,194 @@
+// The drainer against a real Postgres and real receivers: dead letters, max_attempts, Retry-After,
+// NOTIFY wake-up, pauses, the region circuit, and strict per-shard order under many daemons.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <random>
+#include <set>
+
+#include "support/harness.hpp"
+
+using namespace testsupport;
+using outboxd::db::Params;
+
+namespace {
+
+const std::string kFastRetry = "[retry]\nbase_delay = \"50ms\"\nmax_delay = \"200ms\"\nmax_attempts = 3\nmax_age = \"1h\"\n";
+
+// Rows straight into the outbox (ingress is tested elsewhere): body = "<mailbox>#<seq>".
+void seed_rows(TestDatabase& db, const std::string& region, int mailboxes, int rows) {
+    db.sql("INSERT INTO control_outbox (region_name, mailbox_name, request_path, request_body) "
+           "SELECT $1, 'test:' || (g % $2), '/hook', convert_to('test:' || (g % $2) || '#' || g, 'UTF8') "
+           "FROM generate_series(1, $3) g",
+           Params(region, mailboxes, rows));
+}
+
+std::string mailbox_of(const std::string& body) { return body.substr(0, body.find('#')); }
+
+// For each mailbox, the first successful delivery of each row must come in id order.
+int out_of_order_mailboxes(Receiver& r) {
+    std::map<std::string, std::vector<long>> firsts;
+    std::set<long> seen;
+    auto reqs = r.ok();
+    std::sort(reqs.begin(), reqs.end(), [](const auto& a, const auto& b) { return a.at < b.at; });
+    for (const auto& q : reqs) {
+        long id = std::stol(q.headers.at("x-outbox-id"));
+        if (!seen.insert(id).second) continue;
+        firsts[mailbox_of(q.body)].push_back(id);
+    }
+    int bad = 0;
+    for (const auto& [m, ids] : firsts)
+        if (!std::is_sorted(ids.begin(), ids.end())) ++bad;
+    return bad;
+}
+
+std::set<std::string> delivered_bodies(Receiver& r) {
+    std::set<std::string> out;
+    for (const auto& q : r.ok()) out.insert(q.body);
+    return out;
+}
+
+}  // namespace
+
+TEST(Drain, PermanentFailureIsDeadAtOnceAndServerErrorsAfterMaxAttempts) {
+    TestDatabase db("drain_dead");
+    Receiver us([](const ReceivedRequest& r) {
+        if (r.body.find("test:1#") == 0) return 404;
+        if (r.body.find("test:2#") == 0) return 500;
+        return 200;
+    });
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}}, kFastRetry);
+    Daemon d(cfg.toml, "dead");
+    ASSERT_TRUE(d.start()) << d.log();
+    seed_rows(db, "us", 3, 3);  // mailboxes test:0 (ok), test:1 (404), test:2 (500): one row each
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox_dead") == "2"; }, 15s)) << d.log();
+    EXPECT_EQ(db.scalar("SELECT reason || ':' || last_status || ':' || attempts FROM control_outbox_dead WHERE mailbox_name = 'test:1'"),
+              "permanent_status:404:1");
+    EXPECT_EQ(db.scalar("SELECT reason || ':' || last_status || ':' || attempts FROM control_outbox_dead WHERE mailbox_name = 'test:2'"),
+              "max_attempts:500:3");
+    int tries_500 = 0;
+    for (const auto& r : us.requests())
+        if (r.body.find("test:2#") == 0) ++tries_500;
+    EXPECT_EQ(tries_500, 3) << "exactly max_attempts sends";
+    EXPECT_EQ(delivered_bodies(us).count("test:0#3"), 1u);
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox"), "0");
+    EXPECT_EQ(metric_value(cfg.metrics, "outboxd_dead_letters_total", "reason=\"max_attempts\""), 1);
+    EXPECT_EQ(metric_value(cfg.metrics, "outboxd_dead_letters_total", "reason=\"permanent_status\""), 1);
+}
+
+TEST(Drain, FailingHeadBlocksOnlyItsOwnShard) {
+    TestDatabase db("drain_blocking");
+    std::atomic<bool> heal{false};
+    Receiver us([&](const ReceivedRequest& r) { return (!heal && r.body.find("test:0#") == 0) ? 503 : 200; });
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}}, "[retry]\nbase_delay = \"50ms\"\nmax_delay = \"100ms\"\nmax_attempts = 1000\n");
+    Daemon d(cfg.toml, "blocking");
+    ASSERT_TRUE(d.start()) << d.log();
+    seed_rows(db, "us", 4, 40);  // 10 rows in each of 4 mailboxes
+    // The other three mailboxes drain completely while test:0's head keeps failing.
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "10"; }, 15s)) << d.log();
+    for (const auto& r : us.ok()) EXPECT_NE(r.body.find("test:0#"), 0u) << "nothing behind the failing head went out";
+    heal = true;
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 15s));
+    EXPECT_EQ(out_of_order_mailboxes(us), 0);
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox_dead"), "0");
+}
+
+TEST(Drain, RetryAfterIsHonoured) {
+    TestDatabase db("drain_retry_after");
+    std::atomic<int> calls{0};
+    Receiver us([&](const ReceivedRequest&) { return calls++ == 0 ? 429 : 200; });
+    us.set_header("Retry-After", "2");
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}}, kFastRetry);
+    Daemon d(cfg.toml, "retry_after");
+    ASSERT_TRUE(d.start()) << d.log();
+    seed_rows(db, "us", 1, 1);
+    ASSERT_TRUE(wait_until([&] { return us.ok().size() == 1; }, 10s)) << d.log();
+    auto reqs = us.requests();
+    ASSERT_EQ(reqs.size(), 2u);
+    auto gap = std::chrono::duration_cast<std::chrono::milliseconds>(reqs[1].at - reqs[0].at);
+    EXPECT_GE(gap.count(), 1900) << "Retry-After: 2 must push the retry back ~2 s (base_delay is 50 ms)";
+    EXPECT_EQ(reqs[1].headers["x-outbox-attempt"], "2");
+    EXPECT_EQ(reqs[0].headers["x-outbox-id"], reqs[1].headers["x-outbox-id"]) << "stable idempotency key";
+}
+
+TEST(Drain, NotifyWakesIdleDrainerWithoutPolling) {
+    TestDatabase db("drain_notify");
+    Receiver us;
+    // A 30 s poll interval: only NOTIFY can make delivery fast.
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}}, "[drain]\npoll_interval = \"30s\"\n");
+    Daemon d(cfg.toml, "notify");
+    ASSERT_TRUE(d.start()) << d.log();
+    std::this_thread::sleep_for(700ms);  // let the claimer go idle
+    auto t0 = std::chrono::steady_clock::now();
+    seed_rows(db, "us", 1, 1);
+    ASSERT_TRUE(wait_until([&] { return us.ok().size() == 1; }, 5s));
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
+}
+
+TEST(Drain, PausedRegionAndMailboxHoldTheirRowsOnly) {
+    TestDatabase db("drain_pause");
+    Receiver us;
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}, {"eu", us.url()}});
+    Daemon d(cfg.toml, "pause");
+    ASSERT_TRUE(d.start()) << d.log();
+    db.sql("INSERT INTO outbox_pause(kind, name) VALUES ('region', 'eu'), ('mailbox', 'test:1')");
+    std::this_thread::sleep_for(1100ms);  // "honoured within a second"
+    seed_rows(db, "us", 3, 6);
+    seed_rows(db, "eu", 3, 3);
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "5"; }, 10s));
+    std::this_thread::sleep_for(500ms);
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox WHERE region_name = 'eu'"), "3");
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox WHERE region_name = 'us'"), "2") << "us test:1 rows held";
+    EXPECT_EQ(db.scalar("SELECT bool_and(paused)::text FROM outbox_backlog"), "true");
+    db.sql("DELETE FROM outbox_pause");
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 10s));
+}
+
+TEST(Drain, DeadRegionOpensTheCircuitAndRecovers) {
+    TestDatabase db("drain_circuit");
+    std::atomic<bool> down{true};
+    Receiver us([&](const ReceivedRequest&) { return down ? 503 : 200; });
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}},
+                             "[drain]\ncircuit_failures = 5\ncircuit_open = \"1s\"\ncircuit_max_open = \"4s\"\n"
+                             "[retry]\nbase_delay = \"10ms\"\nmax_delay = \"20ms\"\nmax_attempts = 100000\n");
+    Daemon d(cfg.toml, "circuit");
+    ASSERT_TRUE(d.start()) << d.log();
+    seed_rows(db, "us", 100, 100);
+    // The first wave (one request per claimed mailbox) goes out before the circuit can open.
+    std::this_thread::sleep_for(1500ms);
+    auto after_open = us.requests().size();
+    std::this_thread::sleep_for(3s);
+    auto probes = us.requests().size() - after_open;
+    // Without the circuit, 100 mailboxes retrying every ~20 ms would send thousands in 3 s.
+    EXPECT_LE(probes, 6u) << "requests to a dead region while its circuit is open (half-open probes only)";
+    EXPECT_EQ(metric_value(cfg.metrics, "outboxd_region_circuit_open", "region=\"us\""), 1);
+    down = false;
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 20s)) << d.log();
+    EXPECT_EQ(metric_value(cfg.metrics, "outboxd_region_circuit_open", "region=\"us\""), 0);
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox_dead"), "0");
+}
+
+TEST(Drain, OrderHoldsWithFourDaemonsAndThirtyPercentFailures) {
+    TestDatabase db("drain_order");
+    std::mutex mu;
+    std::mt19937 rng(7);
+    Receiver us([&](const ReceivedRequest&) {
+        std::lock_guard lk(mu);
+        return std::uniform_real_distribution<>(0, 1)(rng) < 0.3 ? 500 : 200;
+    });
+    const std::string extra = "[drain]\nconcurrency = 16\nbatch_size = 16\nrows_per_mailbox = 10\n"
+                              "[retry]\nbase_delay = \"5ms\"\nmax_delay = \"20ms\"\nmax_attempts = 1000\n";
+    std::vector<std::unique_ptr<Daemon>> daemons;
+    for (int i = 0; i < 4; ++i) {
+        auto cfg = daemon_config(db.url(), {{"us", us.url()}}, extra);
+        daemons.push_back(std::make_unique<Daemon>(cfg.toml, "order" + std::to_string(i)));
+        ASSERT_TRUE(daemons.back()->start()) << daemons.back()->log();
+    }
+    seed_rows(db, "us", 50, 5000);
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 120s))
+        << db.scalar("SELECT count(*) FROM control_outbox") << " left";
+    EXPECT_EQ(delivered_bodies(us).size(), 5000u) << "every row arrived";
+    EXPECT_EQ(out_of_order_mailboxes(us), 0);
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox_dead"), "0");
+    for (auto& d : daemons) EXPECT_EQ(d->terminate(), 0);
+}
