@@ -197,7 +197,15 @@ MoveReport dead_replay(db::Connection& conn, const DeadSelection& sel) {
     auto selected = select_dead(conn, sel);
     for (const auto& mailbox : selected.mailboxes) conn.exec(kLockMailbox, db::Params(mailbox));
     std::int64_t n = 0;
-    if (!selected.ids.empty()) n = conn.exec(kDeadReplay, db::Params(bigint_array(selected.ids))).affected();
+    try {
+        if (!selected.ids.empty()) n = conn.exec(kDeadReplay, db::Params(bigint_array(selected.ids))).affected();
+    } catch (const db::Error& e) {
+        // Ids come from one sequence, so this means someone copied a row back by hand.
+        if (e.sqlstate() == "23505")
+            throw CommandError(std::string("an id to replay is already in control_outbox; nothing changed (") +
+                               e.what() + ")");
+        throw;
+    }
     tx.commit();
     return {"replayed", n};
 }

@@ -131,10 +131,9 @@ CLI::App* add_command(CLI::App& app, const Command& cmd, Args& args, std::map<st
     auto path = words(cmd.name);
     if (path.size() == 2) {
         auto& group = groups[path[0]];
-        if (!group) {
-            group = app.add_subcommand(path[0], path[0] + ":");
-            group->require_subcommand(1);
-        }
+        // No require_subcommand(): CLI11 would then report "dead frobnicate" as a missing
+        // subcommand instead of naming the word it did not expect.
+        if (!group) group = app.add_subcommand(path[0], path[0] + ":");
         group->description(group->get_description() + " " + path[1]);
         parent = group;
     }
@@ -188,8 +187,9 @@ int main(int argc, char** argv) {
     const Command* cmd = nullptr;
     for (const auto& [c, sub] : subs)
         if (sub->parsed()) cmd = c;
-    if (!cmd) {  // unreachable while every group requires a subcommand; kept as a usage error
-        std::cerr << "outboxctl: no command given\n" << app.help();
+    if (!cmd) {  // a group alone, e.g. `outboxctl dead`
+        for (const auto& [name, group] : groups)
+            if (group->parsed()) std::cerr << "outboxctl: " << name << " needs a command\n" << group->help();
         return 2;
     }
 

@@ -74,30 +74,61 @@ std::string or_dash(const std::optional<T>& v) {
         return std::to_string(*v);
 }
 
-template <class T>
-json::value or_null(const std::optional<T>& v) {
-    if (!v) return nullptr;
-    return json::value_from(*v);
+// One JSON object, fields in the order SPEC.md lists them. Written by hand rather than through
+// json::serialize because that prints doubles as 7.2E3; ages read better as 7200.118.
+class JsonObject {
+public:
+    JsonObject& add(const char* key, std::string_view v) { return raw(key, json::serialize(json::string(v))); }
+    JsonObject& add(const char* key, std::int64_t v) { return raw(key, std::to_string(v)); }
+    JsonObject& add(const char* key, bool v) { return raw(key, v ? "true" : "false"); }
+    JsonObject& add(const char* key, double v) {
+        char buf[64];
+        std::snprintf(buf, sizeof buf, "%.3f", std::isfinite(v) ? v : 0.0);
+        return raw(key, buf);
+    }
+    template <class T>
+    JsonObject& add(const char* key, const std::optional<T>& v) {
+        return v ? add(key, *v) : raw(key, "null");
+    }
+    std::string str() const { return "{" + body_ + "}"; }
+
+private:
+    JsonObject& raw(const char* key, const std::string& value) {
+        if (!body_.empty()) body_ += ',';
+        body_ += json::serialize(json::string(key)) + ":" + value;
+        return *this;
+    }
+    std::string body_;
+};
+
+template <class Items, class Fn>
+std::string json_array(const Items& items, Fn to_object) {
+    std::string out = "[";
+    for (const auto& item : items) out += (out.size() > 1 ? "," : "") + to_object(item).str();
+    return out + "]";
 }
 
 }  // namespace
 
 void print_status(const StatusReport& r, bool as_json) {
     if (as_json) {
-        json::array regions, mailboxes;
-        for (const auto& s : r.regions)
-            regions.push_back(json::object{{"region", s.region},
-                                           {"backlog", s.backlog},
-                                           {"oldest_age_seconds", s.oldest_age_seconds},
-                                           {"dead", s.dead},
-                                           {"paused", s.paused}});
-        for (const auto& m : r.mailboxes)
-            mailboxes.push_back(json::object{{"mailbox", m.mailbox},
-                                             {"region", m.region},
-                                             {"backlog", m.backlog},
-                                             {"oldest_age_seconds", m.oldest_age_seconds},
-                                             {"paused", m.paused}});
-        std::cout << json::serialize(json::object{{"regions", regions}, {"mailboxes", mailboxes}}) << "\n";
+        auto regions = json_array(r.regions, [](const RegionStatus& s) {
+            return JsonObject()
+                .add("region", s.region)
+                .add("backlog", s.backlog)
+                .add("oldest_age_seconds", s.oldest_age_seconds)
+                .add("dead", s.dead)
+                .add("paused", s.paused);
+        });
+        auto mailboxes = json_array(r.mailboxes, [](const MailboxStatus& m) {
+            return JsonObject()
+                .add("mailbox", m.mailbox)
+                .add("region", m.region)
+                .add("backlog", m.backlog)
+                .add("oldest_age_seconds", m.oldest_age_seconds)
+                .add("paused", m.paused);
+        });
+        std::cout << "{\"regions\":" << regions << ",\"mailboxes\":" << mailboxes << "}\n";
         return;
     }
     Table regions({{"REGION"}, {"BACKLOG", true}, {"OLDEST", true}, {"DEAD", true}, {"PAUSED"}});
@@ -118,19 +149,21 @@ void print_status(const StatusReport& r, bool as_json) {
 
 void print_dead_list(const std::vector<DeadRow>& rows, bool as_json) {
     if (as_json) {
-        json::array out;
-        for (const auto& d : rows)
-            out.push_back(json::object{{"id", d.id},
-                                       {"region", d.region},
-                                       {"mailbox", d.mailbox},
-                                       {"category", d.category},
-                                       {"attempts", or_null(d.attempts)},
-                                       {"last_status", or_null(d.last_status)},
-                                       {"last_error", or_null(d.last_error)},
-                                       {"reason", d.reason},
-                                       {"date_added", d.date_added},
-                                       {"dead_at", d.dead_at}});
-        std::cout << json::serialize(out) << "\n";
+        std::cout << json_array(rows,
+                                [](const DeadRow& d) {
+                                    return JsonObject()
+                                        .add("id", d.id)
+                                        .add("region", d.region)
+                                        .add("mailbox", d.mailbox)
+                                        .add("category", d.category)
+                                        .add("attempts", d.attempts)
+                                        .add("last_status", d.last_status)
+                                        .add("last_error", d.last_error)
+                                        .add("reason", d.reason)
+                                        .add("date_added", d.date_added)
+                                        .add("dead_at", d.dead_at);
+                                })
+                  << "\n";
         return;
     }
     if (rows.empty()) {

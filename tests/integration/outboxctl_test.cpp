@@ -401,10 +401,10 @@ TEST_F(Outboxctl, UsageErrorsExit2AndChangeNothing) {
         EXPECT_EQ(code, 2) << "outboxctl" << shown << "\n" << out;
         EXPECT_FALSE(out.empty()) << "outboxctl" << shown << " says nothing";
     }
-    for (const char* cmd : {"status", "config show"}) {
-        auto [code, out] = run_with("", {cmd == std::string("status") ? "status" : "config", "show"});
-        if (cmd == std::string("status")) std::tie(code, out) = run_with("", {"status"});
-        EXPECT_EQ(code, 2) << cmd << " without --config\n" << out;
+    for (const auto& args : std::vector<std::vector<std::string>>{{"status"}, {"dead", "list"}, {"config", "show"}}) {
+        auto [code, out] = run_with("", args);
+        EXPECT_EQ(code, 2) << args[0] << " without --config\n" << out;
+        EXPECT_NE(out.find("--config"), std::string::npos) << out;
     }
     EXPECT_EQ(count("control_outbox_dead"), "1");
     EXPECT_EQ(count("control_outbox"), "0");
@@ -432,7 +432,10 @@ TEST_F(Outboxctl, DatabaseUrlFromTheEnvironmentWins) {
 }
 
 TEST_F(Outboxctl, PauseAndResumeRoundTrip) {
-    auto pauses = [&] { return db().scalar("SELECT coalesce(string_agg(kind || '=' || name, ',' ORDER BY kind, name), '') FROM outbox_pause"); };
+    auto pauses = [&] {
+        return db().scalar(
+            "SELECT coalesce(string_agg(kind || '=' || name, ',' ORDER BY kind, name), '') FROM outbox_pause");
+    };
 
     auto [c1, o1] = ctl({"pause", "--mailbox", "github:1"});
     EXPECT_EQ(c1, 0) << o1;
