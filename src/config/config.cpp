@@ -295,3 +295,33 @@ std::vector<std::pair<std::string, std::string>> describe(const Config& cfg) {
 }
 
 }  // namespace outboxd::config
+
+namespace outboxd::config {
+
+std::vector<std::string> LiveConfig::reload(const Config& next) {
+    auto old = get();
+    Config merged = next;
+    // What a restart would need: listeners, the database, TLS material, regions, lease timing.
+    merged.database = old->database;
+    merged.ingress = old->ingress;
+    merged.metrics = old->metrics;
+    merged.tls = old->tls;
+    merged.regions = old->regions;
+    merged.drain.lease = old->drain.lease;
+    merged.drain.shutdown_timeout = old->drain.shutdown_timeout;
+    std::vector<std::string> kept;
+    auto before = describe(*old), wanted = describe(next), after = describe(merged);
+    for (std::size_t i = 0; i < wanted.size(); ++i) {
+        bool differs_from_file = i >= after.size() || wanted[i] != after[i];
+        if (differs_from_file) kept.push_back(wanted[i].first);
+    }
+    if (wanted.size() != after.size()) kept.push_back("region");
+    if (next.database.url != old->database.url) kept.push_back("database.url");
+    {
+        std::lock_guard lk(mu_);
+        current_ = std::make_shared<const Config>(std::move(merged));
+    }
+    return kept;
+}
+
+}  // namespace outboxd::config

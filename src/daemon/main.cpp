@@ -59,7 +59,9 @@ bool database_ready(db::Pool& pool) {
 
 ingress::Response text(int status, std::string body) { return {status, std::move(body), "text/plain"}; }
 
-int serve(const config::Config& cfg, const std::string& role) {
+int serve(const std::string& config_path, config::LiveConfig& live, const std::string& role) {
+    const auto boot = live.get();
+    const config::Config& cfg = *boot;  // keys that need a restart are read from here only
     bool ingress_role = role == "all" || role == "ingress";
     bool drain_role = role == "all" || role == "drain";
     metrics::Metrics m;
@@ -83,7 +85,7 @@ int serve(const config::Config& cfg, const std::string& role) {
     std::unique_ptr<ingress::Router> router;
     if (ingress_role) {
         writer = std::make_unique<outbox::OutboxWriter>(cfg.database.url, m);
-        router = std::make_unique<ingress::Router>(cfg, pool, *writer, m);
+        router = std::make_unique<ingress::Router>(live, pool, *writer, m);
     }
 
     http::Client client(ioc, http::ClientOptions{cfg.tls.ca_file}, &m);
@@ -91,7 +93,7 @@ int serve(const config::Config& cfg, const std::string& role) {
     std::unique_ptr<apps::AppHooks> app_hooks;
     if (drain_role) {
         app_hooks = std::make_unique<apps::AppHooks>(cfg, m);
-        drainer = std::make_unique<drain::Drainer>(cfg, ioc, blocking, client, m, instance_id(),
+        drainer = std::make_unique<drain::Drainer>(live, ioc, blocking, client, m, instance_id(),
                                                    app_hooks->completer_extra());
         app_hooks->install(drainer->deliverer());
     }
@@ -174,8 +176,19 @@ int serve(const config::Config& cfg, const std::string& role) {
         sigs.async_wait([&](boost::system::error_code ec, int sig) {
             if (ec) return;
             if (sig == SIGHUP) {
-                spdlog::info("signal: SIGHUP (logs go to stderr; restart to change non-reloadable keys)");
+                // Logs go to stderr (the journal), so there is nothing to reopen: reload the config.
                 sd_notify(0, "RELOADING=1");
+                try {
+                    auto kept = live.reload(config::load_file(config_path));
+                    auto now = live.get();
+                    spdlog::set_level(spdlog::level::from_str(now->log.level));
+                    spdlog::info("signal: SIGHUP, configuration reloaded from {}", config_path);
+                    for (const auto& k : kept)
+                        spdlog::warn("reload: {} changed but needs a restart; keeping the running value", k);
+                    if (drainer) drainer->wake();
+                } catch (const std::exception& e) {
+                    spdlog::error("reload: {}; keeping the running configuration", e.what());
+                }
                 sd_notify(0, "READY=1");
             } else if (signals.fetch_add(1) == 0) {
                 spdlog::info("signal: {} received, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
@@ -246,7 +259,8 @@ int main(int argc, char** argv) {
     std::signal(SIGPIPE, SIG_IGN);
     try {
         if (migrate->parsed()) return run_migrate(cfg);
-        return serve(cfg, role);
+        config::LiveConfig live(cfg);
+        return serve(path, live, role);
     } catch (const std::exception& e) {
         spdlog::critical("outboxd: {}", e.what());
         std::cerr << "outboxd: " << e.what() << "\n";

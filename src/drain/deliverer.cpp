@@ -84,7 +84,8 @@ asio::awaitable<http::OutboundResult> run_blocking(Deliverer::BlockingSender* se
 }
 }  // namespace
 
-asio::awaitable<Outcome> Deliverer::deliver(const ClaimedRow& row, const RetryPolicy& policy) {
+asio::awaitable<Outcome> Deliverer::deliver(const ClaimedRow& row, const RetryPolicy& policy,
+                                           std::shared_ptr<const config::Config> cfg) {
     auto now = std::chrono::system_clock::now();
     std::string region_label = row.region.value_or("none");
     Outcome o;
@@ -111,7 +112,7 @@ asio::awaitable<Outcome> Deliverer::deliver(const ClaimedRow& row, const RetryPo
         res = co_await asio::co_spawn(*pool_, run_blocking(custom, &row), asio::use_awaitable);
         url = row.target_url.value_or("");
     } else {
-        auto req = build_request(row, cfg_, now);
+        auto req = build_request(row, *cfg, now);
         if (!req) {
             o.kind = Outcome::Kind::dead;
             o.reason = "unknown_region";

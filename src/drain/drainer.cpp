@@ -17,16 +17,17 @@ namespace outboxd::drain {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-Drainer::Drainer(const config::Config& cfg, asio::io_context& ioc, asio::thread_pool& blocking, http::Client& client,
+Drainer::Drainer(config::LiveConfig& live, asio::io_context& ioc, asio::thread_pool& blocking, http::Client& client,
                  metrics::Metrics& m, std::string owner, Completer::Extra completer_extra)
-    : cfg_(cfg),
+    : live_(live),
+      boot_(live.get()),
       ioc_(ioc),
       blocking_(blocking),
       client_(client),
       metrics_(m),
       owner_(std::move(owner)),
-      deliverer_(cfg, client, m),
-      breakers_({cfg.drain.circuit_failures, cfg.drain.circuit_open, cfg.drain.circuit_max_open}),
+      deliverer_(client, m),
+      breakers_({boot_->drain.circuit_failures, boot_->drain.circuit_open, boot_->drain.circuit_max_open}),
       completer_extra_(std::move(completer_extra)) {
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     deliverer_.set_blocking_pool(&blocking_);
@@ -43,14 +44,14 @@ void Drainer::wake() {
 }
 
 void Drainer::start() {
-    completer_ = std::make_unique<Completer>(cfg_.database.url, owner_, metrics_, [this] { wake(); }, completer_extra_);
-    for (const auto& r : cfg_.regions) metrics_.circuit_open.with({r.name}).set(0);
+    completer_ = std::make_unique<Completer>(boot_->database.url, owner_, metrics_, [this] { wake(); }, completer_extra_);
+    for (const auto& r : boot_->regions) metrics_.circuit_open.with({r.name}).set(0);
     claimer_ = std::thread([this] { claim_loop(); });
 }
 
 bool Drainer::healthy() const {
     auto last = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(last_loop_ns_.load()));
-    return connected_.load() && std::chrono::steady_clock::now() - last < cfg_.drain.poll_interval * 3 + 10s;
+    return connected_.load() && std::chrono::steady_clock::now() - last < live_.get()->drain.poll_interval * 3 + 10s;
 }
 
 bool Drainer::paused(const ClaimedRow& row) {
@@ -63,7 +64,7 @@ void Drainer::stop() {
     stopping_ = true;
     wake();
     // In-flight runs finish the row they are sending and release the rest.
-    auto deadline = std::chrono::steady_clock::now() + cfg_.drain.shutdown_timeout;
+    auto deadline = std::chrono::steady_clock::now() + boot_->drain.shutdown_timeout;
     while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
     if (in_flight_.load() > 0) {
         hard_stop_ = true;
@@ -79,16 +80,17 @@ void Drainer::stop() {
 }
 
 asio::awaitable<void> Drainer::deliver_run(ShardRun run) {
-    auto policy = RetryPolicy::from(cfg_);
+    auto cfg = live_.get();
+    auto policy = RetryPolicy::from(*cfg);
     std::size_t i = 0;
     // Stop taking rows of this run well before its lease could lapse under another daemon.
-    auto lease_deadline = run.claimed_at + cfg_.drain.lease / 2;
+    auto lease_deadline = run.claimed_at + boot_->drain.lease / 2;
     for (; i < run.rows.size(); ++i) {
         const auto& row = run.rows[i];
         if (stopping_ || paused(row) || std::chrono::steady_clock::now() > lease_deadline) break;
         auto now = std::chrono::steady_clock::now();
         if (row.region && !breakers_.admit(*row.region, now)) break;
-        Outcome o = co_await deliverer_.deliver(row, policy);
+        Outcome o = co_await deliverer_.deliver(row, policy, cfg);
         if (row.region) {
             bool failure = o.kind == Outcome::Kind::retry && o.region_failure;
             if (o.kind != Outcome::Kind::release) breakers_.record(*row.region, failure, std::chrono::steady_clock::now());
@@ -131,13 +133,19 @@ void Drainer::claim_loop() {
     bool was_down = false;
     auto next_pause_refresh = std::chrono::steady_clock::time_point{};
     bool want_claim = true;
+    std::shared_ptr<const config::Config> applied;
     while (true) {
         last_loop_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
         if (stopping_) break;
+        auto cfg = live_.get();
+        if (cfg != applied) {
+            breakers_.set_options({cfg->drain.circuit_failures, cfg->drain.circuit_open, cfg->drain.circuit_max_open});
+            applied = cfg;
+        }
         try {
             if (!conn || !conn->ok()) {
                 connected_ = false;
-                conn.emplace(cfg_.database.url, "outboxd-claimer");
+                conn.emplace(boot_->database.url, "outboxd-claimer");
                 conn->exec("LISTEN outboxd_outbox");
                 if (was_down) spdlog::info("drain: database reachable again");
                 was_down = false;
@@ -153,14 +161,14 @@ void Drainer::claim_loop() {
                 paused_ = std::move(p);
                 next_pause_refresh = now + 500ms;
             }
-            int free = cfg_.drain.concurrency - in_flight_.load();
+            int free = cfg->drain.concurrency - in_flight_.load();
             bool full = false;
             if (want_claim && free > 0) {
                 ClaimParams p;
                 p.owner = owner_;
-                p.lease = cfg_.drain.lease;
-                p.max_shards = std::min(free, cfg_.drain.batch_size);
-                p.rows_per_shard = cfg_.drain.rows_per_mailbox;
+                p.lease = boot_->drain.lease;
+                p.max_shards = std::min(free, cfg->drain.batch_size);
+                p.rows_per_shard = cfg->drain.rows_per_mailbox;
                 p.skip_regions = breakers_.blocked(now);
                 auto runs = claimer.claim(p);
                 metrics_.claims.get().inc();
@@ -173,9 +181,9 @@ void Drainer::claim_loop() {
             }
             // Sleep until a NOTIFY, a wake (capacity or flush), or the poll interval.
             pollfd fds[2] = {{conn->socket(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-            int timeout = full && cfg_.drain.concurrency - in_flight_.load() > 0
+            int timeout = full && cfg->drain.concurrency - in_flight_.load() > 0
                               ? 0
-                              : static_cast<int>(std::min<std::int64_t>(cfg_.drain.poll_interval.count(), 500));
+                              : static_cast<int>(std::min<std::int64_t>(cfg->drain.poll_interval.count(), 500));
             int n = ::poll(fds, 2, timeout);
             want_claim = n == 0 ? true : false;  // poll timeout: claim anyway (missed NOTIFY, backoff ended)
             if (n > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP))) {

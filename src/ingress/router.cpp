@@ -82,7 +82,8 @@ Routed Router::route(const Request& req) {
     try {
         if (!(*lease)->ok()) (*lease)->reset();
         PgDirectory dir(**lease);
-        Context ctx{dir, cfg_};
+        auto cfg = live_.get();  // provider secrets may change on SIGHUP
+        Context ctx{dir, *cfg};
         d = provider->parse(req, sub, ctx);
         if (d.store) {
             if (d.region) regions.push_back(*d.region);

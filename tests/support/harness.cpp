@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <boost/asio.hpp>
+#include <boost/asio/ssl.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <cstdlib>
@@ -115,14 +116,84 @@ struct Receiver::Impl {
     std::vector<ReceivedRequest> log;
     Responder respond;
     std::vector<std::pair<std::string, std::string>> extra_headers;
+    bool keep_alive = true;
+    std::shared_ptr<asio::ssl::context> tls;  // null: plain HTTP
+    std::atomic<std::size_t> handshakes{0}, resumed{0};
     std::atomic<bool> stopping{false};
     std::thread accept_thread;
     std::vector<std::thread> workers;
     std::vector<std::shared_ptr<tcp::socket>> sockets;
+
+    bool tls12_only = false;
+
+    std::shared_ptr<asio::ssl::context> make_tls(const std::string& cert, const std::string& key) const {
+        auto c = std::make_shared<asio::ssl::context>(asio::ssl::context::tls_server);
+        c->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
+                       asio::ssl::context::no_sslv3);
+        if (tls12_only) SSL_CTX_set_max_proto_version(c->native_handle(), TLS1_2_VERSION);
+        c->use_certificate_chain_file(cert);
+        c->use_private_key_file(key, asio::ssl::context::pem);
+        return c;
+    }
+
+    // Answers requests on one connection until the peer closes, an error, or a non-keep-alive exchange.
+    template <class Stream>
+    void serve(Stream& s) {
+        beast::flat_buffer buf;
+        while (!stopping) {
+            bhttp::request<bhttp::string_body> req;
+            boost::system::error_code rec;
+            bhttp::read(s, buf, req, rec);
+            if (rec) return;
+            ReceivedRequest r;
+            r.at = std::chrono::steady_clock::now();
+            r.method = std::string(req.method_string());
+            r.target = std::string(req.target());
+            r.body = req.body();
+            for (const auto& f : req) {
+                std::string k(f.name_string());
+                for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+                r.headers[k] = std::string(f.value());
+            }
+            Responder fn;
+            std::vector<std::pair<std::string, std::string>> extra;
+            bool keep = true;
+            {
+                std::lock_guard lk2(mu);
+                fn = respond;
+                extra = extra_headers;
+                keep = keep_alive;
+            }
+            r.status = fn ? fn(r) : 200;
+            {
+                std::lock_guard lk2(mu);
+                log.push_back(r);
+            }
+            keep = keep && req.keep_alive();
+            bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
+            for (const auto& [k, v] : extra) res.set(k, v);
+            res.body() = "ok";
+            res.keep_alive(keep);
+            res.prepare_payload();
+            bhttp::write(s, res, rec);
+            if (rec || !keep) return;
+        }
+    }
 };
 
 Receiver::Receiver(Responder respond) : impl_(std::make_unique<Impl>()) {
     impl_->respond = std::move(respond);
+    start();
+}
+
+Receiver::Receiver(Responder respond, const ReceiverTls& tls) : impl_(std::make_unique<Impl>()), tls_host_(tls.host) {
+    impl_->respond = std::move(respond);
+    impl_->tls12_only = tls.tls12_only;
+    impl_->tls = impl_->make_tls(tls.cert_file, tls.key_file);
+    start();
+}
+
+void Receiver::start() {
     auto& a = impl_->acceptor;
     tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
     a.open(ep.protocol());
@@ -139,43 +210,22 @@ Receiver::Receiver(Responder respond) : impl_(std::make_unique<Impl>()) {
             ++connections_;
             std::lock_guard lk(impl_->mu);
             impl_->sockets.push_back(sock);
-            impl_->workers.emplace_back([this, sock] {
-                beast::flat_buffer buf;
-                while (!impl_->stopping) {
-                    bhttp::request<bhttp::string_body> req;
-                    boost::system::error_code rec;
-                    bhttp::read(*sock, buf, req, rec);
-                    if (rec) return;
-                    ReceivedRequest r;
-                    r.at = std::chrono::steady_clock::now();
-                    r.method = std::string(req.method_string());
-                    r.target = std::string(req.target());
-                    r.body = req.body();
-                    for (const auto& f : req) {
-                        std::string k(f.name_string());
-                        for (auto& c : k) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-                        r.headers[k] = std::string(f.value());
-                    }
-                    Responder fn;
-                    std::vector<std::pair<std::string, std::string>> extra;
-                    {
-                        std::lock_guard lk2(impl_->mu);
-                        fn = impl_->respond;
-                        extra = impl_->extra_headers;
-                    }
-                    r.status = fn ? fn(r) : 200;
-                    {
-                        std::lock_guard lk2(impl_->mu);
-                        impl_->log.push_back(r);
-                    }
-                    bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(r.status), 11};
-                    for (const auto& [k, v] : extra) res.set(k, v);
-                    res.body() = "ok";
-                    res.keep_alive(req.keep_alive());
-                    res.prepare_payload();
-                    bhttp::write(*sock, res, rec);
-                    if (rec || !req.keep_alive()) return;
+            auto tls = impl_->tls;
+            impl_->workers.emplace_back([this, sock, tls] {
+                boost::system::error_code sec;
+                if (!tls) {
+                    impl_->serve(*sock);
+                    sock->shutdown(tcp::socket::shutdown_send, sec);
+                    return;
                 }
+                asio::ssl::stream<tcp::socket&> s(*sock, *tls);
+                boost::system::error_code hec;
+                s.handshake(asio::ssl::stream_base::server, hec);
+                if (hec) return;  // the client refused us (or we it): nothing was exchanged
+                ++impl_->handshakes;
+                if (SSL_session_reused(s.native_handle())) ++impl_->resumed;
+                impl_->serve(s);
+                sock->shutdown(tcp::socket::shutdown_send, sec);
             });
         }
     });
@@ -224,6 +274,20 @@ void Receiver::set_header(const std::string& name, const std::string& value) {
     std::lock_guard lk(impl_->mu);
     impl_->extra_headers.emplace_back(name, value);
 }
+
+void Receiver::set_keep_alive(bool on) {
+    std::lock_guard lk(impl_->mu);
+    impl_->keep_alive = on;
+}
+
+void Receiver::set_certificate(const std::string& cert_file, const std::string& key_file) {
+    auto c = impl_->make_tls(cert_file, key_file);
+    std::lock_guard lk(impl_->mu);
+    impl_->tls = std::move(c);
+}
+
+std::size_t Receiver::handshakes() const { return impl_->handshakes.load(); }
+std::size_t Receiver::resumed_handshakes() const { return impl_->resumed.load(); }
 
 HttpResult http_request(const std::string& method, const std::string& host, unsigned short port,
                         const std::string& target, const std::string& body,
@@ -309,6 +373,12 @@ bool Daemon::start(std::chrono::milliseconds timeout) {
     return wait_until([&] { return running() && http_request("GET", "127.0.0.1", port, "/readyz").status == 200; },
                       timeout);
 }
+
+void Daemon::signal(int sig) {
+    if (pid_ > 0) ::kill(pid_, sig);
+}
+
+void Daemon::rewrite_config(const std::string& toml) { std::ofstream(config_path_, std::ios::trunc) << toml; }
 
 void Daemon::kill9() {
     if (pid_ <= 0) return;

@@ -54,27 +54,47 @@ struct ReceivedRequest {
     int status = 0;                              // what the receiver answered
 };
 
+// HTTPS mode for a Receiver: a PEM certificate chain and its key. url() then names `host`
+// (https://localhost:PORT by default, so the client's host name verification applies).
+struct ReceiverTls {
+    std::string cert_file, key_file;
+    std::string host = "localhost";
+    bool tls12_only = false;  // offer TLS 1.2 at most (session-id/ticket resumption of 1.2)
+};
+
 // A region or app receiver: a blocking HTTP/1.1 server (keep-alive) on 127.0.0.1 with one thread
-// per connection. `respond` picks the status (and may sleep to simulate a hang).
+// per connection, plain or (with ReceiverTls) TLS. `respond` picks the status (and may sleep to
+// simulate a hang).
 class Receiver {
 public:
     using Responder = std::function<int(const ReceivedRequest&)>;
     explicit Receiver(Responder respond = {});
+    Receiver(Responder respond, const ReceiverTls& tls);
     ~Receiver();
     unsigned short port() const { return port_; }
-    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    std::string url() const {
+        return (tls_host_.empty() ? "http://127.0.0.1:" : "https://" + tls_host_ + ":") + std::to_string(port_);
+    }
     std::vector<ReceivedRequest> requests();
     std::vector<ReceivedRequest> ok();  // answered 2xx
-    std::size_t connections() const { return connections_.load(); }
+    std::size_t connections() const { return connections_.load(); }  // TCP connections accepted
+    std::size_t handshakes() const;          // TLS handshakes completed (0 in plain mode)
+    std::size_t resumed_handshakes() const;  // of which resumed a session
     void set_responder(Responder r);
     // Extra response headers (e.g. Retry-After).
     void set_header(const std::string& name, const std::string& value);
+    // false: answer `Connection: close` and close after each response.
+    void set_keep_alive(bool on);
+    // TLS mode: new connections use this certificate from now on.
+    void set_certificate(const std::string& cert_file, const std::string& key_file);
 
 private:
     struct Impl;
+    void start();
     std::unique_ptr<Impl> impl_;
     unsigned short port_ = 0;
     std::atomic<std::size_t> connections_{0};
+    std::string tls_host_;
 };
 
 unsigned short free_port();
@@ -90,6 +110,10 @@ public:
     // SIGTERM; returns the exit code (or -1 on timeout, after which it is killed).
     int terminate(std::chrono::milliseconds timeout = 20s);
     bool running();
+    // Sends a signal (SIGHUP to reload).
+    void signal(int sig);
+    // Rewrites the config file (then signal(SIGHUP) to apply).
+    void rewrite_config(const std::string& toml);
     const std::string& config_path() const { return config_path_; }
     std::string log();
 

@@ -103,3 +103,28 @@ const std::vector<KeyInfo>& known_keys();
 std::vector<std::pair<std::string, std::string>> describe(const Config& cfg);
 
 }  // namespace outboxd::config
+
+#include <memory>
+#include <mutex>
+
+namespace outboxd::config {
+
+// The configuration in force, replaceable on SIGHUP. Readers take a snapshot per unit of work (a
+// request, a claim, a shard run), so a reload never changes a value under a running operation.
+class LiveConfig {
+public:
+    explicit LiveConfig(Config initial) : current_(std::make_shared<const Config>(std::move(initial))) {}
+    std::shared_ptr<const Config> get() const {
+        std::lock_guard lk(mu_);
+        return current_;
+    }
+    // Takes the reloadable keys of `next` (see known_keys()); keys that need a restart keep their
+    // value. Returns the paths of those that differed, for the log.
+    std::vector<std::string> reload(const Config& next);
+
+private:
+    mutable std::mutex mu_;
+    std::shared_ptr<const Config> current_;
+};
+
+}  // namespace outboxd::config

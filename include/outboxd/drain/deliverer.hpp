@@ -24,19 +24,20 @@ std::optional<http::OutboundRequest> build_request(const ClaimedRow& row, const 
 class Deliverer {
 public:
     using BlockingSender = std::function<http::OutboundResult(const ClaimedRow&)>;
-    Deliverer(const config::Config& cfg, http::Client& client, metrics::Metrics& m) : cfg_(cfg), client_(client), metrics_(m) {}
+    Deliverer(http::Client& client, metrics::Metrics& m) : client_(client), metrics_(m) {}
     // Categories delivered by something other than HTTP (email over SMTP); runs on `pool`.
     void set_sender(std::string category, BlockingSender s) { senders_.emplace_back(std::move(category), std::move(s)); }
     void set_blocking_pool(boost::asio::thread_pool* pool) { pool_ = pool; }
 
     // Sends the row once and returns its outcome (delivered, retry with delay, or dead).
-    boost::asio::awaitable<Outcome> deliver(const ClaimedRow& row, const RetryPolicy& policy);
+    // `cfg` is the snapshot in force for this shard run.
+    boost::asio::awaitable<Outcome> deliver(const ClaimedRow& row, const RetryPolicy& policy,
+                                            std::shared_ptr<const config::Config> cfg);
     // The outcome of a failed attempt, as the retry policy dictates (exposed for tests).
     Outcome failed(const ClaimedRow& row, const RetryPolicy& policy, const http::OutboundResult& res,
                    const Classification& c);
 
 private:
-    const config::Config& cfg_;
     http::Client& client_;
     metrics::Metrics& metrics_;
     boost::asio::thread_pool* pool_ = nullptr;

@@ -20,7 +20,7 @@ namespace outboxd::drain {
 
 class Drainer {
 public:
-    Drainer(const config::Config& cfg, boost::asio::io_context& ioc, boost::asio::thread_pool& blocking,
+    Drainer(config::LiveConfig& live, boost::asio::io_context& ioc, boost::asio::thread_pool& blocking,
             http::Client& client, metrics::Metrics& m, std::string owner, Completer::Extra completer_extra = {});
     ~Drainer();
 
@@ -39,7 +39,8 @@ private:
     boost::asio::awaitable<void> deliver_run(ShardRun run);
     bool paused(const ClaimedRow& row);
 
-    const config::Config& cfg_;
+    config::LiveConfig& live_;
+    const std::shared_ptr<const config::Config> boot_;  // the keys a reload cannot change
     boost::asio::io_context& ioc_;
     boost::asio::thread_pool& blocking_;
     http::Client& client_;

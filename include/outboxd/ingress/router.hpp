@@ -37,15 +37,15 @@ struct Routed {
 
 class Router {
 public:
-    Router(const config::Config& cfg, db::Pool& pool, outbox::OutboxWriter& writer, metrics::Metrics& m)
-        : cfg_(cfg), pool_(pool), writer_(writer), metrics_(m) {}
+    Router(config::LiveConfig& live, db::Pool& pool, outbox::OutboxWriter& writer, metrics::Metrics& m)
+        : live_(live), pool_(pool), writer_(writer), metrics_(m) {}
 
     // Blocking (database lookups and the commit): run it off the I/O threads.
     Routed handle(const Request& req);
 
 private:
     Routed route(const Request& req);
-    const config::Config& cfg_;
+    config::LiveConfig& live_;
     db::Pool& pool_;
     outbox::OutboxWriter& writer_;
     metrics::Metrics& metrics_;
