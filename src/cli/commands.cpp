@@ -10,6 +10,9 @@ namespace outboxd::cli {
 namespace {
 
 // --- SQL -------------------------------------------------------------------------------------
+// One snapshot, so the region totals and the mailbox list describe the same moment.
+constexpr const char* kStatusSnapshot = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY";
+
 // Status reads the DBA views, not the tables, so outboxctl and a DBA's psql always agree.
 // NULL regions stay NULL here and become kNoRegion in C++, next to the configured names.
 constexpr const char* kStatusRegions = R"(
@@ -149,8 +152,7 @@ Selected select_dead(db::Connection& conn, const DeadSelection& sel) {
 StatusReport status_read(db::Connection& conn, const std::vector<std::string>& configured) {
     db::Result regions, mailboxes;
     {
-        // One snapshot, so the region totals and the mailbox list describe the same moment.
-        conn.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        conn.exec(kStatusSnapshot);
         try {
             regions = conn.exec(kStatusRegions, db::Params());
             mailboxes = conn.exec(kStatusMailboxes, db::Params(kStatusMailboxLimit));

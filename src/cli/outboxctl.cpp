@@ -45,12 +45,12 @@ private:
 };
 
 enum Flags : unsigned {
-    kJson = 1,          // --json
-    kFilter = 2,        // --region R --mailbox M, both optional
-    kLimit = 4,         // --limit N
-    kSelect = 8,        // --id ID... | --all (exactly one)
-    kTarget = 16,       // --mailbox NAME | --region NAME (exactly one)
-    kNoConfig = 32,     // runs without --config
+    kJson = 1,       // --json
+    kFilter = 2,     // --region R --mailbox M, both optional
+    kLimit = 4,      // --limit N
+    kSelect = 8,     // --id ID... | --all (exactly one)
+    kTarget = 16,    // --mailbox NAME | --region NAME (exactly one)
+    kNoConfig = 32,  // runs without --config
 };
 
 using Handler = void (*)(Session&);
@@ -131,9 +131,9 @@ CLI::App* add_command(CLI::App& app, const Command& cmd, Args& args, std::map<st
     auto path = words(cmd.name);
     if (path.size() == 2) {
         auto& group = groups[path[0]];
-        // No require_subcommand(): CLI11 would then report "dead frobnicate" as a missing
-        // subcommand instead of naming the word it did not expect.
-        if (!group) group = app.add_subcommand(path[0], path[0] + ":");
+        // At most one, not exactly one: with a minimum, CLI11 reports "dead frobnicate" as a
+        // missing subcommand instead of naming the word it did not expect.
+        if (!group) group = app.add_subcommand(path[0], path[0] + ":")->require_subcommand(0, 1);
         group->description(group->get_description() + " " + path[1]);
         parent = group;
     }
@@ -172,9 +172,10 @@ int main(int argc, char** argv) {
     CLI::App app{"outboxctl: inspect and operate the outboxd outbox"};
     // Options of the top level (--config) are also accepted after the subcommand.
     app.fallthrough();
-    app.require_subcommand(1);
+    app.require_subcommand(0, 1);  // at most one; none is reported below, with the help
     Args args;
-    app.add_option("--config", args.config_path, "TOML configuration file (OUTBOXD_DATABASE_URL overrides database.url)");
+    app.add_option("--config", args.config_path,
+                   "TOML configuration file (OUTBOXD_DATABASE_URL overrides database.url)");
     std::vector<std::pair<const Command*, CLI::App*>> subs;
     std::map<std::string, CLI::App*> groups;
     for (const auto& cmd : kCommands) subs.emplace_back(&cmd, add_command(app, cmd, args, groups));
@@ -187,9 +188,11 @@ int main(int argc, char** argv) {
     const Command* cmd = nullptr;
     for (const auto& [c, sub] : subs)
         if (sub->parsed()) cmd = c;
-    if (!cmd) {  // a group alone, e.g. `outboxctl dead`
+    if (!cmd) {  // nothing, or a group alone (`outboxctl dead`)
+        CLI::App* shown = &app;
         for (const auto& [name, group] : groups)
-            if (group->parsed()) std::cerr << "outboxctl: " << name << " needs a command\n" << group->help();
+            if (group->parsed()) shown = group;
+        std::cerr << "outboxctl: a command is required\n" << shown->help();
         return 2;
     }
 

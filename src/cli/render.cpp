@@ -133,8 +133,8 @@ void print_status(const StatusReport& r, bool as_json) {
     }
     Table regions({{"REGION"}, {"BACKLOG", true}, {"OLDEST", true}, {"DEAD", true}, {"PAUSED"}});
     for (const auto& s : r.regions)
-        regions.add({s.region, std::to_string(s.backlog), age(s.oldest_age_seconds), std::to_string(s.dead),
-                     yes_no(s.paused)});
+        regions.add(
+            {s.region, std::to_string(s.backlog), age(s.oldest_age_seconds), std::to_string(s.dead), yes_no(s.paused)});
     regions.print(std::cout);
     std::cout << "\n";
     if (r.mailboxes.empty()) {
@@ -149,21 +149,19 @@ void print_status(const StatusReport& r, bool as_json) {
 
 void print_dead_list(const std::vector<DeadRow>& rows, bool as_json) {
     if (as_json) {
-        std::cout << json_array(rows,
-                                [](const DeadRow& d) {
-                                    return JsonObject()
-                                        .add("id", d.id)
-                                        .add("region", d.region)
-                                        .add("mailbox", d.mailbox)
-                                        .add("category", d.category)
-                                        .add("attempts", d.attempts)
-                                        .add("last_status", d.last_status)
-                                        .add("last_error", d.last_error)
-                                        .add("reason", d.reason)
-                                        .add("date_added", d.date_added)
-                                        .add("dead_at", d.dead_at);
-                                })
-                  << "\n";
+        std::cout << json_array(rows, [](const DeadRow& d) {
+            return JsonObject()
+                .add("id", d.id)
+                .add("region", d.region)
+                .add("mailbox", d.mailbox)
+                .add("category", d.category)
+                .add("attempts", d.attempts)
+                .add("last_status", d.last_status)
+                .add("last_error", d.last_error)
+                .add("reason", d.reason)
+                .add("date_added", d.date_added)
+                .add("dead_at", d.dead_at);
+        }) << "\n";
         return;
     }
     if (rows.empty()) {

@@ -6,7 +6,6 @@
 #include <boost/json.hpp>
 #include <fstream>
 #include <regex>
-#include <sstream>
 #include <thread>
 
 #include "outboxd/config/config.hpp"
@@ -186,8 +185,9 @@ TEST_F(Outboxctl, StatusCountsBacklogAgeAndDeadAndAPausedRegionPausesItsMailboxe
 }
 
 TEST_F(Outboxctl, StatusListsOnlyTheHundredOldestMailboxes) {
-    db().sql("INSERT INTO control_outbox (region_name, mailbox_name, date_added) "
-             "SELECT 'us', 'github:' || i, now() - i * interval '1s' FROM generate_series(1, 105) i");
+    db().sql(
+        "INSERT INTO control_outbox (region_name, mailbox_name, date_added) "
+        "SELECT 'us', 'github:' || i, now() - i * interval '1s' FROM generate_series(1, 105) i");
     auto v = ctl_json({"status", "--json"});
     const auto& mailboxes = v.at("mailboxes").as_array();
     ASSERT_EQ(mailboxes.size(), 100u);
@@ -210,7 +210,9 @@ TEST_F(Outboxctl, DeadListIsNewestFirstWithEveryFieldAndFilters) {
     add_dead({.id = 12, .dead_ago = "2m", .last_status = std::nullopt});
     add_dead({.id = 13, .mailbox = "github:3", .dead_ago = "2m"});  // same dead_at as 12: id breaks the tie
     add_dead({.id = 14, .region = std::nullopt, .mailbox = "app:10", .dead_ago = "4m"});
-    db().sql("UPDATE control_outbox_dead SET dead_at = (SELECT dead_at FROM control_outbox_dead WHERE id = 12) WHERE id = 13");
+    db().sql(
+        "UPDATE control_outbox_dead SET dead_at = (SELECT dead_at FROM control_outbox_dead WHERE id = 12) "
+        "WHERE id = 13");
 
     auto all = ctl_json({"dead", "list", "--json"});
     EXPECT_EQ(ids_of(all), (std::vector<std::int64_t>{11, 13, 12, 10, 14}));
@@ -232,7 +234,8 @@ TEST_F(Outboxctl, DeadListIsNewestFirstWithEveryFieldAndFilters) {
     EXPECT_EQ(all.as_array()[4].at("region").as_string(), "none");
 
     EXPECT_EQ(ids_of(ctl_json({"dead", "list", "--json", "--region", "us"})), (std::vector<std::int64_t>{13, 12, 10}));
-    EXPECT_EQ(ids_of(ctl_json({"dead", "list", "--json", "--mailbox", "github:1"})), (std::vector<std::int64_t>{12, 10}));
+    EXPECT_EQ(ids_of(ctl_json({"dead", "list", "--json", "--mailbox", "github:1"})),
+              (std::vector<std::int64_t>{12, 10}));
     EXPECT_EQ(ids_of(ctl_json({"dead", "list", "--json", "--region", "us", "--mailbox", "github:3"})),
               (std::vector<std::int64_t>{13}));
     EXPECT_EQ(ids_of(ctl_json({"dead", "list", "--json", "--region", "none"})), (std::vector<std::int64_t>{14}));
@@ -240,14 +243,16 @@ TEST_F(Outboxctl, DeadListIsNewestFirstWithEveryFieldAndFilters) {
 
     auto [code, out] = ctl({"dead", "list"});
     EXPECT_EQ(code, 0) << out;
-    EXPECT_TRUE(std::regex_search(out, std::regex(R"(\n11 +eu +github:2 +webhook_proxy +10 +500 +max_attempts )"))) << out;
+    EXPECT_TRUE(std::regex_search(out, std::regex(R"(\n11 +eu +github:2 +webhook_proxy +10 +500 +max_attempts )")))
+        << out;
 }
 
 TEST_F(Outboxctl, DeadListDefaultsToAHundredRows) {
-    db().sql("INSERT INTO control_outbox_dead (id, region_name, mailbox_name, category, date_added, attempts, "
-             "request_method, request_path, request_headers, request_body, reason) "
-             "SELECT i, 'us', 'github:1', 'webhook_proxy', now(), 1, 'POST', '/', '[]', '', 'max_age' "
-             "FROM generate_series(1, 105) i");
+    db().sql(
+        "INSERT INTO control_outbox_dead (id, region_name, mailbox_name, category, date_added, attempts, "
+        "request_method, request_path, request_headers, request_body, reason) "
+        "SELECT i, 'us', 'github:1', 'webhook_proxy', now(), 1, 'POST', '/', '[]', '', 'max_age' "
+        "FROM generate_series(1, 105) i");
     auto ids = ids_of(ctl_json({"dead", "list", "--json"}));
     ASSERT_EQ(ids.size(), 100u);
     EXPECT_EQ(ids.front(), 105);
@@ -266,9 +271,10 @@ TEST_F(Outboxctl, ReplayKeepsTheOriginalIdAndGoesAheadOfNewerRowsOfItsMailbox) {
     ASSERT_EQ(code, 0) << out;
     EXPECT_EQ(out, "replayed 1\n");
 
-    auto r = db().sql("SELECT id, attempts, scheduled_for <= now(), lease_owner IS NULL AND lease_until IS NULL, "
-                      "convert_from(request_body, 'UTF8'), request_headers::text, region_name "
-                      "FROM control_outbox WHERE id = 5");
+    auto r = db().sql(
+        "SELECT id, attempts, scheduled_for <= now(), lease_owner IS NULL AND lease_until IS NULL, "
+        "convert_from(request_body, 'UTF8'), request_headers::text, region_name "
+        "FROM control_outbox WHERE id = 5");
     ASSERT_EQ(r.rows(), 1) << "replayed under its original id";
     EXPECT_EQ(r.int64(0, 1), 0) << "attempts reset";
     EXPECT_TRUE(r.boolean(0, 2)) << "due now";
@@ -307,8 +313,9 @@ TEST_F(Outboxctl, ReplayWaitsForTheMailboxOrderingLock) {
     std::thread replay([&] { result = ctl({"dead", "replay", "--id", "5"}); });
     bool waited = wait_until(
         [&] {
-            return db().scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'outboxctl' "
-                               "AND wait_event_type = 'Lock'") == "1";
+            return db().scalar(
+                       "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'outboxctl' "
+                       "AND wait_event_type = 'Lock'") == "1";
         },
         10s);
     writer.commit();
@@ -319,8 +326,10 @@ TEST_F(Outboxctl, ReplayWaitsForTheMailboxOrderingLock) {
 }
 
 TEST_F(Outboxctl, ReplayAndDiscardTakeSeveralIdsEitherWayOrAllOfASelection) {
+    db().sql("SELECT setval('control_outbox_id_seq', 1000)");  // a fresh id could not pass for an original
     for (std::int64_t id = 1; id <= 4; ++id) add_dead({.id = id});
-    for (std::int64_t id = 5; id <= 7; ++id) add_dead({.id = id, .region = "eu", .mailbox = "github:" + std::to_string(id)});
+    for (std::int64_t id = 5; id <= 7; ++id)
+        add_dead({.id = id, .region = "eu", .mailbox = "github:" + std::to_string(id)});
     add_dead({.id = 8, .region = "eu", .mailbox = "github:99"});
 
     auto [c1, o1] = ctl({"dead", "replay", "--id", "1", "2"});
