@@ -1,6 +1,16 @@
 // Outbound HTTP for the drainer. One pool of idle keep-alive connections per destination, so a
 // steady stream of deliveries costs no connect or handshake; a connection that the peer closed
 // while idle is detected on reuse and the request is sent once more on a fresh one.
+//
+// TLS: the chain is verified against the system store or tls.ca_file and the host name (or IP
+// literal) by OpenSSL itself (X509_check_host / X509_check_ip_asc, the checks Asio's
+// host_name_verification makes), so a mismatch is reported as such ("hostname mismatch") rather
+// than as an unspecified error. Sessions are kept per destination from OpenSSL's new-session
+// callback: with TLS 1.3 the resumable session only exists once the server's NewSessionTicket has
+// been read, after the handshake, so taking SSL_get1_session() at handshake time would never
+// resume; and the copy kept is not the connection's own object, which OpenSSL marks unresumable
+// when the connection is dropped without close_notify. A destination's TLS state (ok or failing
+// with a reason) is logged on change only.
 #include "outboxd/http/client.hpp"
 
 #include <openssl/ssl.h>
@@ -79,11 +89,28 @@ using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 struct Connection {
     std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<TlsStream>> stream;
     beast::flat_buffer buffer;
+    std::string key;  // the destination; TLS sessions that arrive on this connection are kept under it
     beast::tcp_stream& lowest() {
         if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&stream)) return **p;
         return beast::get_lowest_layer(*std::get<std::unique_ptr<TlsStream>>(stream));
     }
 };
+
+// ex_data slots: the Impl on our SSL_CTX, the Connection::key on each SSL (Asio owns app_data).
+int ctx_impl_index() {
+    static const int idx = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return idx;
+}
+int ssl_key_index() {
+    static const int idx = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return idx;
+}
+
+bool is_ip_literal(const std::string& host) {
+    boost::system::error_code ec;
+    (void)asio::ip::make_address(host, ec);
+    return !ec;
+}
 
 }  // namespace
 
@@ -95,18 +122,81 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     std::mutex mu;
     std::map<std::string, std::deque<std::unique_ptr<Connection>>> idle;
     std::map<std::string, SSL_SESSION*> sessions;  // for resumption, per destination
+    std::map<std::string, std::string> tls_failing;  // destination -> reason of its last failed handshake
 
     Impl(asio::io_context& c, ClientOptions o, metrics::Metrics* m) : ioc(c), opts(std::move(o)), metrics(m) {
         tls.set_options(ssl::context::default_workarounds | ssl::context::no_sslv2 | ssl::context::no_sslv3 |
                         ssl::context::no_tlsv1 | ssl::context::no_tlsv1_1);
-        SSL_CTX_set_min_proto_version(tls.native_handle(), TLS1_2_VERSION);
-        SSL_CTX_set_session_cache_mode(tls.native_handle(), SSL_SESS_CACHE_CLIENT);
+        SSL_CTX* ctx = tls.native_handle();
+        SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+        // Sessions live in `sessions` only, as private copies (see on_new_session).
+        SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_set_ex_data(ctx, ctx_impl_index(), this);
+        SSL_CTX_sess_set_new_cb(ctx, &Impl::on_new_session);
         if (opts.ca_file.empty()) tls.set_default_verify_paths();
         else tls.load_verify_file(opts.ca_file);
         tls.set_verify_mode(ssl::verify_peer);
     }
     ~Impl() {
+        SSL_CTX_set_ex_data(tls.native_handle(), ctx_impl_index(), nullptr);
         for (auto& [k, s] : sessions) SSL_SESSION_free(s);
+    }
+
+    // OpenSSL hands over each new resumable session: after a full TLS 1.2 handshake, and for each
+    // TLS 1.3 NewSessionTicket (read with the first response). We keep a copy: the object itself
+    // stays the connection's, and OpenSSL marks it unresumable when that connection is dropped
+    // without close_notify (any Connection: close answer, an idle connection the peer closed).
+    static int on_new_session(SSL* ssl, SSL_SESSION* sess) {
+        auto* self = static_cast<Impl*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctx_impl_index()));
+        auto* key = static_cast<const std::string*>(SSL_get_ex_data(ssl, ssl_key_index()));
+        if (!self || !key || !SSL_SESSION_is_resumable(sess)) return 0;
+        SSL_SESSION* copy = SSL_SESSION_dup(sess);
+        if (!copy) return 0;
+        std::lock_guard lk(self->mu);
+        auto& slot = self->sessions[*key];
+        if (slot) SSL_SESSION_free(slot);
+        slot = copy;
+        return 0;  // OpenSSL keeps its own reference to `sess`
+    }
+
+    // Offers the destination's last session (a private copy, for the reason above).
+    void offer_session(const std::string& key, SSL* ssl) {
+        SSL_SESSION* copy = nullptr;
+        {
+            std::lock_guard lk(mu);
+            if (auto it = sessions.find(key); it != sessions.end()) copy = SSL_SESSION_dup(it->second);
+        }
+        if (!copy) return;
+        SSL_set_session(ssl, copy);
+        SSL_SESSION_free(copy);
+    }
+
+    void forget_session(const std::string& key) {
+        std::lock_guard lk(mu);
+        if (auto it = sessions.find(key); it != sessions.end()) {
+            SSL_SESSION_free(it->second);
+            sessions.erase(it);
+        }
+    }
+
+    // Logs a destination's TLS state on change only: the first failure, a different reason, and
+    // the first good handshake after failures. Never once per request.
+    void note_tls_failure(const std::string& key, const std::string& reason) {
+        {
+            std::lock_guard lk(mu);
+            auto [it, fresh] = tls_failing.try_emplace(key, reason);
+            if (!fresh && it->second == reason) return;
+            it->second = reason;
+        }
+        spdlog::warn("tls: handshake failed destination={} reason=\"{}\" (deliveries are retried; logged again on change)",
+                     key, reason);
+    }
+    void note_tls_ok(const std::string& key) {
+        {
+            std::lock_guard lk(mu);
+            if (tls_failing.erase(key) == 0) return;
+        }
+        spdlog::info("tls: handshake verified again destination={}", key);
     }
 
     std::unique_ptr<Connection> take_idle(const std::string& key) {
@@ -159,29 +249,39 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             conn->stream = std::move(plain);
             co_return conn;
         }
+        conn->key = d.key();
         auto s = std::make_unique<TlsStream>(std::move(*plain), tls);
         SSL* native = s->native_handle();
-        SSL_set_tlsext_host_name(native, d.host.c_str());
-        s->set_verify_callback(ssl::host_name_verification(d.host));
-        {
-            std::lock_guard lk(mu);
-            if (auto it = sessions.find(d.key()); it != sessions.end()) SSL_set_session(native, it->second);
+        SSL_set_ex_data(native, ssl_key_index(), &conn->key);
+        // Host name (or IP literal) checked by OpenSSL during chain verification, so a mismatch
+        // fails with X509_V_ERR_HOSTNAME_MISMATCH / IP_ADDRESS_MISMATCH; SNI for names only.
+        if (is_ip_literal(d.host)) {
+            X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(native), d.host.c_str());
+        } else {
+            SSL_set1_host(native, d.host.c_str());
+            SSL_set_tlsext_host_name(native, d.host.c_str());
         }
+        s->set_verify_callback(ssl::host_name_verification(d.host));
+        offer_session(d.key(), native);
         auto [hec] = co_await s->async_handshake(ssl::stream_base::client, tuple_awaitable);
         if (hec) {
-            out.failure = hec == beast::error::timeout ? FailureKind::timeout : FailureKind::tls;
+            if (hec == beast::error::timeout) {
+                out.failure = FailureKind::timeout;
+                out.error = "tls " + d.key() + ": handshake timed out after " + std::to_string(req.timeout.count()) + "ms";
+                co_return nullptr;
+            }
+            out.failure = FailureKind::tls;
             long vr = SSL_get_verify_result(native);
+            std::string reason = vr != X509_V_OK ? X509_verify_cert_error_string(vr) : hec.message();
             out.error = "tls " + d.key() + ": " + hec.message();
-            if (vr != X509_V_OK) out.error += std::string(" (") + X509_verify_cert_error_string(vr) + ")";
+            if (vr != X509_V_OK) out.error += " (" + reason + ")";
             if (metrics) metrics->tls_errors.with({d.host}).inc();
+            forget_session(d.key());
+            note_tls_failure(d.key(), reason);
             co_return nullptr;
         }
-        if (SSL_SESSION* sess = SSL_get1_session(native)) {
-            std::lock_guard lk(mu);
-            auto& slot = sessions[d.key()];
-            if (slot) SSL_SESSION_free(slot);
-            slot = sess;
-        }
+        note_tls_ok(d.key());
+        spdlog::debug("tls: handshake destination={} resumed={}", d.key(), SSL_session_reused(native) == 1);
         conn->stream = std::move(s);
         co_return conn;
     }
@@ -244,6 +344,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                 }
                 break;
             }
+            // A TLS-level failure (fatal alert, bad record) ends resumption of that session.
+            if (ec.category() == asio::error::get_ssl_category()) forget_session(dest->key());
             out.status = 0;
             out.failure = ec == beast::error::timeout ? FailureKind::timeout : FailureKind::protocol;
             out.error = (ec == beast::error::timeout ? "timeout after " + std::to_string(req.timeout.count()) + "ms"
@@ -252,7 +354,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             // send once more on a fresh connection. Timeouts are not retried here.
             bool stale = reused && !keep && ec != beast::error::timeout &&
                          (ec == bhttp::error::end_of_stream || ec == asio::error::eof ||
-                          ec == asio::error::connection_reset || ec == asio::error::broken_pipe);
+                          ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+                          ec == ssl::error::stream_truncated);
             if (!stale) break;
         }
         out.elapsed = std::chrono::steady_clock::now() - t0;

@@ -286,6 +286,12 @@ void Receiver::set_certificate(const std::string& cert_file, const std::string& 
     impl_->tls = std::move(c);
 }
 
+void Receiver::drop_connections() {
+    std::lock_guard lk(impl_->mu);
+    boost::system::error_code ec;
+    for (auto& s : impl_->sockets) s->shutdown(tcp::socket::shutdown_both, ec);
+}
+
 std::size_t Receiver::handshakes() const { return impl_->handshakes.load(); }
 std::size_t Receiver::resumed_handshakes() const { return impl_->resumed.load(); }
 

@@ -85,6 +85,8 @@ public:
     void set_header(const std::string& name, const std::string& value);
     // false: answer `Connection: close` and close after each response.
     void set_keep_alive(bool on);
+    // Closes every open connection from the receiver's side (as an idle timeout would), no close_notify.
+    void drop_connections();
     // TLS mode: new connections use this certificate from now on.
     void set_certificate(const std::string& cert_file, const std::string& key_file);
 
