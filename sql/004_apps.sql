@@ -326,9 +326,7 @@ DECLARE
     why        text;
     mailbox    text;
 BEGIN
-    -- The row lock serialises concurrent checks of one app (several daemons).
-    SELECT * INTO app FROM sentry_app a WHERE a.id = outboxd_app_check_broken.app_id FOR UPDATE;
-    IF NOT FOUND OR app.status <> 'internal' THEN
+    IF NOT EXISTS (SELECT 1 FROM sentry_app a WHERE a.id = outboxd_app_check_broken.app_id AND a.status = 'internal') THEN
         RETURN false;
     END IF;
     SELECT h.organization_id,
@@ -337,13 +335,19 @@ BEGIN
                 ELSE 'errors and no success on each of the last 7 days' END
       INTO broken_org, why
     FROM sentry_app_health_day h
-    WHERE h.sentry_app_id = app.id AND h.day BETWEEN today - 6 AND today
+    WHERE h.sentry_app_id = outboxd_app_check_broken.app_id AND h.day BETWEEN today - 6 AND today
     GROUP BY h.organization_id
     HAVING (timeout_threshold > 0 AND max(h.timeout_count) >= timeout_threshold)
         OR count(*) FILTER (WHERE h.error_count > 0 AND h.success_count = 0) = 7
     ORDER BY h.organization_id
     LIMIT 1;
     IF NOT FOUND THEN
+        RETURN false;
+    END IF;
+    -- Broken: lock the app (serialises concurrent checks by several daemons) and check again that
+    -- no one disabled it meanwhile. Healthy apps are never locked here.
+    SELECT * INTO app FROM sentry_app a WHERE a.id = outboxd_app_check_broken.app_id FOR UPDATE;
+    IF NOT FOUND OR app.status <> 'internal' THEN
         RETURN false;
     END IF;
 

@@ -282,6 +282,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         }
         note_tls_ok(d.key());
         spdlog::debug("tls: handshake destination={} resumed={}", d.key(), SSL_session_reused(native) == 1);
+        if (metrics) metrics->tls_handshakes.with({SSL_session_reused(native) == 1 ? "true" : "false"}).inc();
         conn->stream = std::move(s);
         co_return conn;
     }

@@ -48,6 +48,9 @@ struct Metrics {
         {1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
     Family<Counter>& tls_errors = registry.counter(
         "outboxd_tls_errors_total", "TLS handshake or verification failures, by destination host.", {"host"});
+    Family<Counter>& tls_handshakes = registry.counter(
+        "outboxd_tls_handshakes_total", "Completed TLS handshakes to destinations, by whether the session was resumed.",
+        {"resumed"});
     Family<Counter>& connections_opened = registry.counter(
         "outboxd_delivery_connections_total", "Connections (and TLS handshakes) opened to destinations.", {"scheme"});
     Family<Gauge>& build_info = registry.gauge("outboxd_build_info", "Always 1; the version label names the build.",
