@@ -126,7 +126,11 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
         };
         routes.refused = [&m](int status, const std::string& why) {
             m.ingress_requests.with({"unknown", std::to_string(status)}).inc();
-            m.ingress_rejected.with({"unknown", status == 413 ? "body_too_large" : "bad_request"}).inc();
+            const char* reason = status == 413   ? "body_too_large"
+                                 : status == 431 ? "header_too_large"
+                                 : status == 408 ? "read_timeout"
+                                                 : "malformed_request";
+            m.ingress_rejected.with({"unknown", reason}).inc();
             spdlog::info("ingress: refused status={} reason=\"{}\"", status, why);
         };
         ingress_server = std::make_unique<http::Server>(ioc, &blocking, o, routes);

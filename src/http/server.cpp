@@ -93,7 +93,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                 ec == bhttp::error::bad_target || ec == bhttp::error::bad_version || ec == bhttp::error::bad_field ||
                 ec == bhttp::error::bad_value || ec == bhttp::error::bad_content_length ||
                 ec == bhttp::error::bad_chunk || ec == bhttp::error::bad_line_ending ||
-                ec == bhttp::error::bad_transfer_encoding) {
+                ec == bhttp::error::bad_transfer_encoding || ec == bhttp::error::multiple_content_length ||
+                ec == bhttp::error::bad_chunk_extension || ec == bhttp::error::bad_obs_fold) {
                 int status = ec == bhttp::error::body_limit ? 413 : ec == bhttp::error::header_limit ? 431 : 400;
                 ingress::Response r{status, std::string(ec == bhttp::error::body_limit ? "body too large" : "bad request") +
                                                 ": " + ec.message() + "\n",
@@ -104,7 +105,14 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                 co_await bhttp::async_write(stream, res, tuple_awaitable);
                 co_return;
             }
-            if (ec) co_return;  // timeout, reset: nothing to answer
+            if (ec) {
+                // Timeout or reset: nothing can be answered (a timeout has closed the socket). A
+                // request begun but not finished in time (slowloris) is counted as a 408; an idle
+                // keep-alive connection timing out between requests is not a refusal.
+                if (ec == beast::error::timeout && (buffer.size() > 0 || parser.got_some()) && routes.refused)
+                    routes.refused(408, "request not received within ingress.read_timeout");
+                co_return;
+            }
             auto msg = parser.release();
             bool keep = msg.keep_alive();
             unsigned version = msg.version();

@@ -147,7 +147,6 @@ struct Row {
 struct Expect {
     int status = 202;
     std::string body;                  // exact answer body
-    std::string content_type;          // checked when not empty... (see post())
     std::string mailbox;               // empty: nothing must be stored
     std::vector<std::string> regions;  // sorted
     std::string integration_id;
@@ -174,16 +173,18 @@ protected:
                         std::to_string(ingress_) + "\"\n\n[metrics]\nlisten = \"127.0.0.1:" + std::to_string(metrics_) +
                         "\"\n\n[drain]\nrequest_timeout = \"2s\"\npoll_interval = \"200ms\"\n\n"
                         "[retry]\nbase_delay = \"50ms\"\nmax_delay = \"200ms\"\n\n";
-        for (auto* [name_, r] : {std::pair<const char*, Receiver*>{"us", &us_}, {"eu", &eu_}})
-            c += std::string("[[region]]\nname = \"") + name_ + "\"\nurl = \"" + r->url() + "\"\nsecret = \"" + name_ +
-                 "-secret\"\n\n";
+        for (const char* rname : {"us", "eu"})
+            c += std::string("[[region]]\nname = \"") + rname + "\"\nurl = \"" + region(rname).url() +
+                 "\"\nsecret = \"" + rname + "-secret\"\n\n";
         c += extra_config;
         daemon_ = std::make_unique<Daemon>(c, "providers");
         ASSERT_TRUE(daemon_->start()) << daemon_->log();
     }
 
     void TearDown() override {
-        if (daemon_) EXPECT_TRUE(daemon_->running()) << "the daemon died during the test:\n" << daemon_->log();
+        if (daemon_) {
+            EXPECT_TRUE(daemon_->running()) << "the daemon died during the test:\n" << daemon_->log();
+        }
     }
 
     TestDatabase& db() { return *db_; }
@@ -294,17 +295,17 @@ TEST_F(ProviderE2E, Github) {
                        {"X-Hub-Signature-256", "sha256=" + hmac_sha256_hex("gh-secret", body)}};
     };
     post("push", "/extensions/github/webhook/", push, signed_headers("push", push),
-         {202, "", "", "github:10", kEvery, "10"});
+         {202, "", "github:10", kEvery, "10"});
 
     auto installation = fixture("github/installation_created.json");
     post("installation: answered by control, no integration needed", "/extensions/github/webhook/", installation,
-         signed_headers("installation", installation), {204, "", "", "", {}, ""});
+         signed_headers("installation", installation), {204, "", "", {}, ""});
 
     auto forged = signed_headers("push", push);
     forged.back().second = "sha256=" + hmac_sha256_hex("not-the-secret", push);
     auto before = metric(metrics_, rejected("github", "bad_signature"));
     post("bad signature", "/extensions/github/webhook/", push, forged,
-         {401, "X-Hub-Signature-256 does not match\n", "", "", {}, ""});
+         {401, "X-Hub-Signature-256 does not match\n", "", {}, ""});
     EXPECT_EQ(metric(metrics_, rejected("github", "bad_signature")), before + 1);
 }
 
@@ -321,15 +322,15 @@ TEST_F(ProviderE2E, Gitlab) {
                        {"Content-Type", "application/json"}};
     };
     post("push hook", "/extensions/gitlab/webhook/", fixture("gitlab/push_hook.json"),
-         headers("Push Hook", "gitlab.example.com:4:gl-secret"), {202, "", "", "gitlab:11", kEvery, "11"});
+         headers("Push Hook", "gitlab.example.com:4:gl-secret"), {202, "", "gitlab:11", kEvery, "11"});
     post("merge request hook", "/extensions/gitlab/webhook/", fixture("gitlab/merge_request_hook.json"),
-         headers("Merge Request Hook", "gitlab.example.com:4:gl-secret"), {202, "", "", "gitlab:11", kEvery, "11"});
+         headers("Merge Request Hook", "gitlab.example.com:4:gl-secret"), {202, "", "gitlab:11", kEvery, "11"});
     post("wrong secret", "/extensions/gitlab/webhook/", fixture("gitlab/push_hook.json"),
          headers("Push Hook", "gitlab.example.com:4:guess"),
-         {401, "X-Gitlab-Token secret does not match\n", "", "", {}, ""});
+         {401, "X-Gitlab-Token secret does not match\n", "", {}, ""});
     post("token not instance:group:secret", "/extensions/gitlab/webhook/", fixture("gitlab/push_hook.json"),
          headers("Push Hook", "gitlab.example.com:gl-secret"),
-         {400, "X-Gitlab-Token is not instance:group:secret\n", "", "", {}, ""});
+         {400, "X-Gitlab-Token is not instance:group:secret\n", "", {}, ""});
 }
 
 TEST_F(ProviderE2E, Slack) {
@@ -346,7 +347,7 @@ TEST_F(ProviderE2E, Slack) {
 
     auto event = fixture("slack/event_callback.json");
     post("event: first region", "/extensions/slack/event/", event, signed_headers(event, json),
-         {202, "", "", "slack:12", kFirst, "12"});
+         {202, "", "slack:12", kFirst, "12"});
 
     std::string command =
         "token=gIkuvaNzQIHg97ATvDxqgjtO&team_id=T024BE7LD&team_domain=acme&channel_id=C123ABC456&channel_name=alerts"
@@ -354,15 +355,15 @@ TEST_F(ProviderE2E, Slack) {
         "&is_enterprise_install=false&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT024BE7LD%2F1234%2F5678"
         "&trigger_id=13345224609.738474920.8088930838d88f008e0";
     post("slash command: first region", "/extensions/slack/commands/", command, signed_headers(command, form),
-         {202, "", "", "slack:12", kFirst, "12"});
+         {202, "", "slack:12", kFirst, "12"});
 
     std::string action = "payload=" + form_encode(fixture("slack/block_actions.json"));
     post("block action: every region", "/extensions/slack/action/", action, signed_headers(action, form),
-         {202, "", "", "slack:12", kEvery, "12"});
+         {202, "", "slack:12", kEvery, "12"});
 
     std::string options = "payload=" + form_encode(fixture("slack/block_suggestion.json"));
     post("options load: first region", "/extensions/slack/options-load/", options, signed_headers(options, form),
-         {202, "", "", "slack:12", kFirst, "12"});
+         {202, "", "slack:12", kFirst, "12"});
 
     // The URL-verification handshake is answered here, with the challenge as JSON.
     auto verification = fixture("slack/url_verification.json");
@@ -373,20 +374,19 @@ TEST_F(ProviderE2E, Slack) {
     auto answer = boost::json::parse(res.body, ec);
     ASSERT_FALSE(ec) << res.body;
     EXPECT_EQ(answer, boost::json::parse(R"({"challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"})"));
-    EXPECT_EQ(last_row_id(), rows_after(0).back().id);
     EXPECT_EQ(rows_after(0).size(), 5u) << "1 + 1 + 2 + 1 rows, none for the challenge";
 
     // Signed by someone else, or replayed after the 5-minute window: 401, checked first.
     auto forged = signed_headers(event, json);
     forged[1].second = "v0=" + hmac_sha256_hex("other", "v0:" + forged[0].second + ":" + event);
     post("bad signature", "/extensions/slack/event/", event, forged,
-         {401, "X-Slack-Signature does not match\n", "", "", {}, ""});
+         {401, "X-Slack-Signature does not match\n", "", {}, ""});
     auto old = std::to_string(unix_now() - 600);
     Headers replay{{"X-Slack-Request-Timestamp", old},
                    {"X-Slack-Signature", "v0=" + hmac_sha256_hex("slack-secret", "v0:" + old + ":" + event)},
                    {"Content-Type", json}};
     post("replayed", "/extensions/slack/event/", event, replay,
-         {401, "X-Slack-Request-Timestamp outside the 5 minute window\n", "", "", {}, ""});
+         {401, "X-Slack-Request-Timestamp outside the 5 minute window\n", "", {}, ""});
 }
 
 TEST_F(ProviderE2E, Jira) {
@@ -406,19 +406,19 @@ TEST_F(ProviderE2E, Jira) {
                        {"Content-Type", "application/json; charset=utf-8"}};
     };
     auto body = fixture("jira/issue_updated.json");
-    post("issue updated", target, body, headers(token), {202, "", "", "jira:13", kEvery, "13"});
+    post("issue updated", target, body, headers(token), {202, "", "jira:13", kEvery, "13"});
 
     post("installed: lifecycle callback answered here", "/extensions/jira/installed/", fixture("jira/installed.json"),
-         {{"Content-Type", "application/json"}}, {200, "", "", "", {}, ""});
+         {{"Content-Type", "application/json"}}, {200, "", "", {}, ""});
 
     post("signed with another secret", target, body, headers(hs256_jwt(claims, "wrong")),
-         {401, "the JWT signature does not verify\n", "", "", {}, ""});
+         {401, "the JWT signature does not verify\n", "", {}, ""});
     post("token of another URL (qsh mismatch)", "/extensions/jira/issue-updated/?user_key=eve&user_id=557058%3Aabc",
-         body, headers(token), {401, "the JWT qsh does not match this request\n", "", "", {}, ""});
+         body, headers(token), {401, "the JWT qsh does not match this request\n", "", {}, ""});
     auto expired = claims;
     expired["exp"] = now - 10;
     post("expired", target, body, headers(hs256_jwt(expired, "jira-shared-secret")),
-         {401, "the JWT has expired\n", "", "", {}, ""});
+         {401, "the JWT has expired\n", "", {}, ""});
 }
 
 TEST_F(ProviderE2E, JiraServer) {
@@ -430,15 +430,15 @@ TEST_F(ProviderE2E, JiraServer) {
                     {"X-Atlassian-Webhook-Identifier", "1710410400123"},
                     {"Content-Type", "application/json; charset=UTF-8"}};
     post("with changelog: stored", target, fixture("jira_server/issue_updated.json"), headers,
-         {202, "", "", "jira_server:14", kEvery, "14"});
+         {202, "", "jira_server:14", kEvery, "14"});
     post("without changelog: acknowledged, not stored", target, fixture("jira_server/issue_updated_no_changelog.json"),
-         headers, {200, "", "", "", {}, ""});
+         headers, {200, "", "", {}, ""});
     post("token signed with another secret",
          "/extensions/jira-server/issue-updated/" + hs256_jwt({{"id", "jira.example.com:ops"}}, "guess") + "/",
          fixture("jira_server/issue_updated.json"), headers,
-         {401, "the URL token signature does not verify\n", "", "", {}, ""});
+         {401, "the URL token signature does not verify\n", "", {}, ""});
     post("token not a JWT", "/extensions/jira-server/issue-updated/not-a-jwt/", fixture("jira_server/issue_updated.json"),
-         headers, {400, "the URL token is not a JWT\n", "", "", {}, ""});
+         headers, {400, "the URL token is not a JWT\n", "", {}, ""});
 }
 
 TEST_F(ProviderE2E, Msteams) {
@@ -449,13 +449,13 @@ TEST_F(ProviderE2E, Msteams) {
                     {"User-Agent", "Microsoft-SkypeBotApi (Microsoft-BotFramework/3.0)"},
                     {"Content-Type", "application/json; charset=utf-8"}};
     post("message in a team", "/extensions/msteams/webhook/", fixture("msteams/message.json"), headers,
-         {202, "", "", "msteams:300", kEvery, "300"});
+         {202, "", "msteams:300", kEvery, "300"});
     post("card action", "/extensions/msteams/webhook/", fixture("msteams/card_action.json"), headers,
-         {202, "", "", "msteams:300", kEvery, "300"});
+         {202, "", "msteams:300", kEvery, "300"});
     post("installation update (add): control", "/extensions/msteams/webhook/", fixture("msteams/installation_add.json"),
-         headers, {204, "", "", "", {}, ""});
+         headers, {204, "", "", {}, ""});
     post("personal conversation update: control", "/extensions/msteams/webhook/",
-         fixture("msteams/personal_conversation_update.json"), headers, {204, "", "", "", {}, ""});
+         fixture("msteams/personal_conversation_update.json"), headers, {204, "", "", {}, ""});
 }
 
 TEST_F(ProviderE2E, Vsts) {
@@ -465,7 +465,7 @@ TEST_F(ProviderE2E, Vsts) {
                     {"User-Agent", "VSServices/16.255.34711.1"},
                     {"Content-Type", "application/json; charset=utf-8"}};
     post("work item updated", "/extensions/vsts/issue-updated/", fixture("vsts/workitem_updated.json"), headers,
-         {202, "", "", "vsts:15", kEvery, "15"});
+         {202, "", "vsts:15", kEvery, "15"});
 }
 
 TEST_F(ProviderE2E, Bitbucket) {
@@ -480,13 +480,13 @@ TEST_F(ProviderE2E, Bitbucket) {
                     {"Content-Type", "application/json"}};
     auto body = fixture("bitbucket/repo_push.json");
     post("organization in eu", "/extensions/bitbucket/organizations/1601/webhook/", body, headers,
-         {202, "", "", "bitbucket:1601", {"eu"}, ""});
+         {202, "", "bitbucket:1601", {"eu"}, ""});
     post("organization in us", "/extensions/bitbucket/organizations/1600/webhook/", body, headers,
-         {202, "", "", "bitbucket:1600", {"us"}, ""});
+         {202, "", "bitbucket:1600", {"us"}, ""});
     post("unknown organization", "/extensions/bitbucket/organizations/99/webhook/", body, headers,
-         {400, "no organization 99\n", "", "", {}, ""});
+         {400, "no organization 99\n", "", {}, ""});
     post("organization id not an integer", "/extensions/bitbucket/organizations/acme/webhook/", body, headers,
-         {400, "organization id is not an integer\n", "", "", {}, ""});
+         {400, "organization id is not an integer\n", "", {}, ""});
 }
 
 TEST_F(ProviderE2E, Discord) {
@@ -500,27 +500,27 @@ TEST_F(ProviderE2E, Discord) {
                        {"User-Agent", "Discord-Interactions/1.0 (+https://discord.com)"},
                        {"Content-Type", "application/json"}};
     };
-    const std::string deferred = R"({"type":5,"data":{"flags":64})";
+    const std::string deferred = R"({"type":5,"data":{"flags":64}})";
     auto ping = fixture("discord/ping.json");
     post("ping: answered here", "/extensions/discord/interactions/", ping, signed_headers(ping),
-         {200, R"({"type":1})", "", "", {}, ""});
+         {200, R"({"type":1})", "", {}, ""});
     auto command = fixture("discord/application_command.json");
     post("application command: first region", "/extensions/discord/interactions/", command, signed_headers(command),
-         {200, deferred, "", "discord:17", kFirst, "17"});
+         {200, deferred, "discord:17", kFirst, "17"});
     auto component = fixture("discord/message_component.json");
     post("message component: every region", "/extensions/discord/interactions/", component, signed_headers(component),
-         {200, deferred, "", "discord:17", kEvery, "17"});
+         {200, deferred, "discord:17", kEvery, "17"});
 
     // Another key's signature, a signature of other bytes, none at all: 401 before anything else.
     Ed25519Key other;
     auto forged = signed_headers(ping);
     forged[0].second = other.sign_hex(forged[1].second + ping);
     post("signed by another key", "/extensions/discord/interactions/", ping, forged,
-         {401, "X-Signature-Ed25519 does not verify\n", "", "", {}, ""});
+         {401, "X-Signature-Ed25519 does not verify\n", "", {}, ""});
     post("signature of another body", "/extensions/discord/interactions/", command, signed_headers(component),
-         {401, "X-Signature-Ed25519 does not verify\n", "", "", {}, ""});
+         {401, "X-Signature-Ed25519 does not verify\n", "", {}, ""});
     post("unsigned", "/extensions/discord/interactions/", ping, {{"Content-Type", "application/json"}},
-         {401, "X-Signature-Ed25519 does not verify\n", "", "", {}, ""});
+         {401, "X-Signature-Ed25519 does not verify\n", "", {}, ""});
 }
 
 // An integration nobody uses any more (no organization, or only inactive links): the provider

@@ -28,7 +28,8 @@ struct ServerOptions {
 struct Routes {
     std::function<std::optional<ingress::Response>(const ingress::Request&)> fast;
     std::function<ingress::Response(const ingress::Request&)> slow;
-    // Told about requests refused before routing (413, 431, 400 from the parser), for metrics.
+    // Told about requests refused before routing, for metrics: 413 body too large, 431 headers too
+    // large, 400 malformed, 408 a request not completed within the read timeout (slowloris).
     std::function<void(int status, const std::string& why)> refused;
 };
 
