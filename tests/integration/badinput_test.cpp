@@ -276,7 +276,7 @@ TEST_F(BadInput, BodyOverLimitSentWholeStillGets413) {
 }
 
 TEST_F(BadInput, InvalidContentLengthIs400) {
-    auto before = metric(rejected("unknown", "bad_request"));
+    auto before = metric(rejected("unknown", "malformed_request"));
     const std::vector<std::pair<std::string, std::string>> cases = {
         {"not a number", "Content-Length: abc\r\n"},
         {"negative", "Content-Length: -5\r\n"},
@@ -296,7 +296,7 @@ TEST_F(BadInput, InvalidContentLengthIs400) {
         EXPECT_EQ(c.status(), 400) << c.received();
         EXPECT_EQ(c.wait_closed(Clock::now() + 2s), RawConn::End::eof);
     }
-    EXPECT_EQ(metric(rejected("unknown", "bad_request")), before + static_cast<double>(cases.size()));
+    EXPECT_EQ(metric(rejected("unknown", "malformed_request")), before + static_cast<double>(cases.size()));
     expect_nothing_stored();
     expect_still_serving();
 }
@@ -439,6 +439,7 @@ TEST_F(BadInput, HeaderFloodIs431) {
         EXPECT_NE(c.wait_closed(Clock::now() + 3s), RawConn::End::timeout) << "and closes the connection";
     }
     EXPECT_EQ(metric(requests("unknown", 431)), 2) << "both floods refused and counted, answered or not";
+    EXPECT_EQ(metric(rejected("unknown", "header_too_large")), 2);
     expect_nothing_stored();
     expect_still_serving();
 }
@@ -476,6 +477,7 @@ TEST_F(BadInput, SlowlorisConnectionsTimeOutWithoutStarvingOthers) {
     // Each is counted (the count follows the close, hence the wait).
     EXPECT_TRUE(wait_until([&] { return metric(requests("unknown", 408)) == 50; }, 2s))
         << metric(requests("unknown", 408));
+    EXPECT_EQ(metric(rejected("unknown", "read_timeout")), 50);
     // Only the three good webhooks were stored; the stalled requests left no trace.
     EXPECT_TRUE(wait_until([&] { return us_.ok().size() == 3; }, 10s));
     EXPECT_EQ(db_->scalar("SELECT last_value FROM control_outbox_id_seq"), "3");
