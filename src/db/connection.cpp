@@ -89,6 +89,9 @@ void Connection::connect() {
     if (PQstatus(conn_) != CONNECTION_OK) {
         std::string msg = PQerrorMessage(conn_);
         while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
+        // A failed PGconn still owns memory, and a throwing constructor runs no destructor.
+        PQfinish(conn_);
+        conn_ = nullptr;
         throw Error("database connection failed: " + msg, "", true);
     }
 }
