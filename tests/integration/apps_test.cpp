@@ -131,13 +131,14 @@ public:
     ~SmtpListener() {
         stopping_ = true;
         boost::system::error_code ec;
-        acceptor_.close(ec);
         {
+            // Wake the blocking accept(); close the acceptor only after its thread returned.
             boost::asio::io_context c;
             boost::asio::ip::tcp::socket s(c);
             s.connect({boost::asio::ip::make_address("127.0.0.1"), port_}, ec);
         }
         thread_.join();
+        acceptor_.close(ec);
     }
     unsigned short port() const { return port_; }
     std::vector<Mail> mails() {

@@ -3,6 +3,7 @@
 #include "harness.hpp"
 
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -234,23 +235,25 @@ void Receiver::start() {
 Receiver::~Receiver() {
     impl_->stopping = true;
     boost::system::error_code ec;
-    impl_->acceptor.close(ec);
     {
-        // Wake the accept() call.
+        // Wake the blocking accept() with a connection; the acceptor is closed only after its
+        // thread has returned (an Asio object must not be closed under a blocked call).
         asio::io_context c;
         tcp::socket s(c);
         s.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_), ec);
     }
     if (impl_->accept_thread.joinable()) impl_->accept_thread.join();
+    impl_->acceptor.close(ec);
+    std::vector<std::shared_ptr<tcp::socket>> sockets;
     {
         std::lock_guard lk(impl_->mu);
-        for (auto& s : impl_->sockets) {
-            s->shutdown(tcp::socket::shutdown_both, ec);
-            s->close(ec);
-        }
+        sockets = impl_->sockets;
     }
+    // Unblock the workers' reads at the file-descriptor level, then close once they are gone.
+    for (auto& s : sockets) ::shutdown(s->native_handle(), SHUT_RDWR);
     for (auto& t : impl_->workers)
         if (t.joinable()) t.join();
+    for (auto& s : sockets) s->close(ec);
 }
 
 std::vector<ReceivedRequest> Receiver::requests() {
