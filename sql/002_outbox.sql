@@ -95,7 +95,7 @@ COMMENT ON COLUMN control_outbox_dead.request_headers IS 'Headers to replay, JSO
 COMMENT ON COLUMN control_outbox_dead.request_body IS 'Body bytes.';
 COMMENT ON COLUMN control_outbox_dead.target_url IS 'Destination URL of rows without a region.';
 COMMENT ON COLUMN control_outbox_dead.dead_at IS 'When the row was dead-lettered.';
-COMMENT ON COLUMN control_outbox_dead.reason IS 'permanent_status, max_attempts, max_age, unknown_region, refused_url, ...';
+COMMENT ON COLUMN control_outbox_dead.reason IS 'permanent_status (a 4xx other than 408/429), max_attempts, max_age, unknown_region (not in this daemon''s config), refused_url (private address or unusable destination), app_disabled (queued for an app disabled as broken).';
 
 CREATE TABLE outbox_pause (
     kind      text        NOT NULL CHECK (kind IN ('region', 'mailbox')),

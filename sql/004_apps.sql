@@ -364,6 +364,21 @@ BEGIN
 
     DELETE FROM sentry_app_health_day WHERE sentry_app_id = app.id;
 
+    -- Webhooks still queued for the app would only go to a disabled endpoint: keep them, dead,
+    -- for inspection or replay once the app is fixed.
+    WITH moved AS (
+        DELETE FROM control_outbox c USING sentry_app_outbox_meta mm
+        WHERE c.category = 'app_webhook' AND mm.outbox_id = c.id AND mm.sentry_app_id = app.id
+        RETURNING c.*)
+    INSERT INTO control_outbox_dead (id, region_name, mailbox_name, category, provider, integration_id, date_added,
+                                     attempts, last_status, last_error, request_method, request_path,
+                                     request_headers, request_body, target_url, dead_at, reason)
+    SELECT id, region_name, mailbox_name, category, provider, integration_id, date_added,
+           attempts, last_status, coalesce(last_error, 'app disabled as broken'), request_method, request_path,
+           request_headers, request_body, target_url, now(), 'app_disabled'
+    FROM moved
+    ON CONFLICT (id) DO NOTHING;
+
     mailbox := 'email:app:' || app.id;
     PERFORM outbox_lock_mailbox(mailbox);
     INSERT INTO control_outbox (region_name, mailbox_name, category, request_method, request_path, request_headers,

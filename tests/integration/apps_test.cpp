@@ -527,8 +527,11 @@ TEST(AppHealth, DisableIsOneTransaction) {
     EXPECT_EQ(db.scalar("SELECT count(*) FROM sentry_app_health_day"), "8");
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox"), "0");
 
+    ASSERT_TRUE(send(db, "issue.created", "{}")) << "a webhook queued before the app is disabled";
     EXPECT_TRUE(db.sql("SELECT outboxd_app_check_broken(1, '2030-01-15', 1000, 'Ops <ops@example.com>')").boolean(0, 0));
     EXPECT_EQ(db.scalar("SELECT status FROM sentry_app"), "disabled");
+    EXPECT_EQ(db.scalar("SELECT category || ':' || reason FROM control_outbox_dead"), "app_webhook:app_disabled")
+        << "queued webhooks of the disabled app are kept as dead letters, not sent";
     EXPECT_EQ(db.scalar("SELECT string_agg(organization_id || ':' || event || ':' || target_object || ':' || (data->>'name'), "
                         "',' ORDER BY organization_id) FROM audit_log_entry"),
               "501:INTERNAL_INTEGRATION_DISABLED:1:Kanban,502:INTERNAL_INTEGRATION_DISABLED:1:Kanban")
