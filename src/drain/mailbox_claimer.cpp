@@ -1,7 +1,9 @@
 // The claim statement. Ordering invariant: a row is handed to a deliverer only while it is the
 // lowest id of its shard still in control_outbox, or follows that head within the same lease.
 // Heads come from a loose index scan over (shard_key, id), so a shard with 10 000 rows costs one
-// index probe like any other and cannot starve the rest.
+// index probe like any other and cannot starve the rest. Rows are then found by primary key
+// (`= ANY (ARRAY(...))`), never by a join the planner might turn into a scan of the whole table
+// when its statistics lag behind a fast-growing backlog.
 #include "outboxd/drain/mailbox_claimer.hpp"
 
 #include <boost/json.hpp>
@@ -39,7 +41,7 @@ eligible AS (
 locked_heads AS (
     -- Re-checked on the locked version: another daemon may have leased it since our snapshot.
     SELECT c.id, c.shard_key FROM control_outbox c
-    WHERE c.id IN (SELECT id FROM eligible)
+    WHERE c.id = ANY (ARRAY(SELECT id FROM eligible))
       AND c.scheduled_for <= now()
       AND (c.lease_until IS NULL OR c.lease_until < now() OR c.lease_pid NOT IN (SELECT pid FROM live))
     FOR UPDATE SKIP LOCKED
@@ -53,7 +55,7 @@ run AS (
 )
 UPDATE control_outbox c
 SET lease_owner = $1, lease_pid = pg_backend_pid(), lease_until = now() + $2::bigint * interval '1 millisecond'
-FROM run WHERE c.id = run.id
+WHERE c.id = ANY (ARRAY(SELECT id FROM run))
 RETURNING c.id, c.region_name, c.mailbox_name, c.category, c.attempts,
           extract(epoch FROM c.date_added)::float8, c.request_method, c.request_path,
           c.request_headers::text, c.request_body, c.target_url, c.shard_key)";
