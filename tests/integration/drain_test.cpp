@@ -192,3 +192,22 @@ TEST(Drain, OrderHoldsWithFourDaemonsAndThirtyPercentFailures) {
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox_dead"), "0");
     for (auto& d : daemons) EXPECT_EQ(d->terminate(), 0);
 }
+
+TEST(Drain, ClaimsStayFastWhenTheBacklogGrowsFromEmpty) {
+    // The soak's failure: claims planned while the outbox was empty (its normal state) turned into
+    // sequential scans per shard once a backlog built up, and deliveries stopped.
+    TestDatabase db("drain_plan");
+    Receiver us;
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}}, "[drain]\npoll_interval = \"50ms\"\n");
+    Daemon d(cfg.toml, "plan");
+    ASSERT_TRUE(d.start()) << d.log();
+    db.sql("VACUUM ANALYZE control_outbox");
+    // Let the claimer run well over the five executions after which a generic plan is cached.
+    ASSERT_TRUE(wait_until([&] { return metric_value(cfg.metrics, "outboxd_claims_total") >= 12; }, 10s));
+    seed_rows(db, "us", 1000, 30000);
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 45s))
+        << db.scalar("SELECT count(*) FROM control_outbox") << " rows left";
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
+    EXPECT_EQ(out_of_order_mailboxes(us), 0);
+}
