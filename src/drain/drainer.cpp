@@ -133,6 +133,7 @@ void Drainer::claim_loop() {
     bool was_down = false;
     auto next_pause_refresh = std::chrono::steady_clock::time_point{};
     bool want_claim = true;
+    auto last_claim = std::chrono::steady_clock::time_point{};
     std::shared_ptr<const config::Config> applied;
     while (true) {
         last_loop_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -176,6 +177,7 @@ void Drainer::claim_loop() {
                 p.rows_per_shard = cfg->drain.rows_per_mailbox;
                 p.skip_regions = breakers_.blocked(now);
                 auto runs = claimer.claim(p);
+                last_claim = std::chrono::steady_clock::now();
                 metrics_.claims.get().inc();
                 full = static_cast<int>(runs.size()) == p.max_shards;
                 for (auto& run : runs) {
@@ -190,7 +192,9 @@ void Drainer::claim_loop() {
                               ? 0
                               : static_cast<int>(std::min<std::int64_t>(cfg->drain.poll_interval.count(), 500));
             int n = ::poll(fds, 2, timeout);
-            want_claim = n == 0 ? true : false;  // poll timeout: claim anyway (missed NOTIFY, backoff ended)
+            // A timed wake (every ≤ 500 ms, for pauses and the watchdog) claims only once per poll
+            // interval: the fallback for a missed NOTIFY and for backoffs that ended.
+            want_claim = n == 0 && std::chrono::steady_clock::now() - last_claim >= cfg->drain.poll_interval;
             if (n > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP))) {
                 conn->notifications();
                 want_claim = true;

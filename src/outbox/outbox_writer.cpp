@@ -30,6 +30,8 @@ FROM jsonb_to_recordset($1::jsonb)
           request_method text, request_path text, request_headers jsonb, body_hex text, target_url text)
 ORDER BY r.n)";
 
+constexpr const char* kNotify = "BEGIN; SET LOCAL synchronous_commit = off; NOTIFY outboxd_outbox; COMMIT";
+
 std::string hex(std::string_view s) {
     static const char* d = "0123456789abcdef";
     std::string out(s.size() * 2, '0');
@@ -134,6 +136,12 @@ void OutboxWriter::run() {
     }
 }
 
+void OutboxWriter::connect() {
+    db_->conn.emplace(conninfo_, "outboxd-writer");
+    // This session wakes drainers itself after each commit (see sql/005_deferred_notify.sql).
+    db_->conn->exec("SET outboxd.defer_notify = on");
+}
+
 void OutboxWriter::insert(const std::vector<const NewRow*>& rows) {
     auto& c = *db_->conn;
     std::set<std::string> mailboxes;
@@ -142,6 +150,13 @@ void OutboxWriter::insert(const std::vector<const NewRow*>& rows) {
     c.exec_prepared("outbox_lock_mailboxes", kLockMailboxes, db::Params(pg_text_array(mailboxes)));
     c.exec_prepared("outbox_insert_rows", kInsertRows, db::Params(rows_to_json(rows)));
     tx.commit();
+    // The rows are durable; the wake-up is only a hint (drainers poll too), so its own tiny
+    // transaction skips the WAL flush and holds the notify lock for microseconds.
+    try {
+        c.exec(kNotify);
+    } catch (const db::Error& e) {
+        spdlog::debug("outbox_writer: NOTIFY failed (drainers will poll) error=\"{}\"", e.what());
+    }
 }
 
 void OutboxWriter::flush(std::vector<Pending>& batch) {
@@ -149,7 +164,7 @@ void OutboxWriter::flush(std::vector<Pending>& batch) {
         for (const auto& r : p.rows) metrics_.enqueued.with({r.region.value_or("none")}).inc();
     };
     try {
-        if (!db_->conn || !db_->conn->ok()) db_->conn.emplace(conninfo_, "outboxd-writer");
+        if (!db_->conn || !db_->conn->ok()) connect();
         std::vector<const NewRow*> all;
         for (const auto& p : batch)
             for (const auto& r : p.rows) all.push_back(&r);
@@ -182,7 +197,7 @@ void OutboxWriter::flush(std::vector<Pending>& batch) {
         try {
             std::vector<const NewRow*> rows;
             for (const auto& r : p.rows) rows.push_back(&r);
-            if (!db_->conn || !db_->conn->ok()) db_->conn.emplace(conninfo_, "outboxd-writer");
+            if (!db_->conn || !db_->conn->ok()) connect();
             if (!rows.empty()) insert(rows);
             count_enqueued(p);
             p.done.set_value(WriteStatus::committed);

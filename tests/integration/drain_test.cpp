@@ -125,6 +125,23 @@ TEST(Drain, NotifyWakesIdleDrainerWithoutPolling) {
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
 }
 
+TEST(Drain, IngressCommitWakesIdleDrainer) {
+    // The ingress writer skips the trigger's NOTIFY and sends its own after COMMIT.
+    TestDatabase db("drain_notify_ingress");
+    db.seed_integration(7, "github", "4242", {"us"});
+    Receiver us;
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}}, "[drain]\npoll_interval = \"30s\"\n");
+    Daemon d(cfg.toml, "notify_ingress");
+    ASSERT_TRUE(d.start()) << d.log();
+    std::this_thread::sleep_for(700ms);  // let the claimer go idle
+    auto t0 = std::chrono::steady_clock::now();
+    auto res = http_request("POST", "127.0.0.1", cfg.ingress, "/extensions/github/webhook/", R"({"installation":{"id":4242}})",
+                            {{"X-GitHub-Event", "issues"}});
+    ASSERT_EQ(res.status, 202);
+    ASSERT_TRUE(wait_until([&] { return us.ok().size() == 1; }, 5s));
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1000));
+}
+
 TEST(Drain, PausedRegionAndMailboxHoldTheirRowsOnly) {
     TestDatabase db("drain_pause");
     Receiver us;

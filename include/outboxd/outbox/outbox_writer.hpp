@@ -51,6 +51,7 @@ private:
     void run();
     void flush(std::vector<Pending>& batch);
     void insert(const std::vector<const NewRow*>& rows);
+    void connect();
 
     std::string conninfo_;
     metrics::Metrics& metrics_;
