@@ -88,7 +88,11 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
         router = std::make_unique<ingress::Router>(live, pool, *writer, m);
     }
 
-    http::Client client(ioc, http::ClientOptions{cfg.tls.ca_file}, &m);
+    // Every in-flight shard run may hold a connection: keep that many idle per destination, or
+    // connections (and TLS handshakes) churn under load.
+    http::ClientOptions client_opts{cfg.tls.ca_file};
+    client_opts.max_idle_per_destination = static_cast<std::size_t>(std::max(256, cfg.drain.concurrency));
+    http::Client client(ioc, client_opts, &m);
     std::unique_ptr<drain::Drainer> drainer;
     std::unique_ptr<apps::AppHooks> app_hooks;
     if (drain_role) {
