@@ -1,0 +1,119 @@
+// Header cleaning for replay, query parsing, and the request a claimed row becomes (URL,
+// idempotency headers, region signature checked against an RFC 4231 vector, app headers).
+#include <gtest/gtest.h>
+
+#include "outboxd/drain/deliverer.hpp"
+#include "outboxd/ingress/parser.hpp"
+#include "outboxd/ingress/request.hpp"
+
+using namespace outboxd;
+
+namespace {
+std::optional<std::string> find(const ingress::Headers& h, const std::string& name) {
+    for (const auto& [k, v] : h)
+        if (k == name) return v;
+    return std::nullopt;
+}
+}  // namespace
+
+TEST(HeaderCleaning, DropsHopByHopHostAndLengthKeepsTheRestInOrder) {
+    ingress::Headers in = {{"Host", "outboxd.example"},        {"Content-Length", "12"},
+                           {"Connection", "keep-alive, X-Trace"}, {"Keep-Alive", "timeout=5"},
+                           {"Transfer-Encoding", "chunked"},      {"TE", "trailers"},
+                           {"Upgrade", "h2c"},                    {"Proxy-Authorization", "secret"},
+                           {"X-Trace", "named by Connection"},    {"X-GitHub-Event", "push"},
+                           {"x-hub-signature-256", "sha256=ab"},  {"X-GitHub-Event", "duplicate kept"},
+                           {"X-Outbox-Id", "spoofed"},            {"User-Agent", "GitHub-Hookshot/1"}};
+    auto out = ingress::forwardable_headers(in);
+    ingress::Headers want = {{"X-GitHub-Event", "push"},
+                             {"x-hub-signature-256", "sha256=ab"},
+                             {"X-GitHub-Event", "duplicate kept"},
+                             {"User-Agent", "GitHub-Hookshot/1"}};
+    EXPECT_EQ(out, want);
+}
+
+TEST(HeaderCleaning, LookupIsCaseInsensitive) {
+    ingress::Request r;
+    r.headers = {{"x-github-event", "issues"}};
+    EXPECT_EQ(r.header("X-GitHub-Event").value_or(""), "issues");
+    EXPECT_FALSE(r.header("X-Missing").has_value());
+    r.target = "/extensions/github/webhook/?a=1&b=2";
+    EXPECT_EQ(r.path(), "/extensions/github/webhook/");
+    EXPECT_EQ(r.query(), "a=1&b=2");
+}
+
+TEST(QueryParsing, DecodesPercentAndFormPlus) {
+    auto q = ingress::parse_query("a=1&b=x%20y&c=p+q&flag&=v&d=%zz", false);
+    ASSERT_EQ(q.size(), 6u);
+    EXPECT_EQ(q[1], (std::pair<std::string, std::string>{"b", "x y"}));
+    EXPECT_EQ(q[2], (std::pair<std::string, std::string>{"c", "p+q"}));
+    EXPECT_EQ(q[3], (std::pair<std::string, std::string>{"flag", ""}));
+    EXPECT_EQ(q[4].second, "v");
+    EXPECT_EQ(q[5], (std::pair<std::string, std::string>{"d", "%zz"}));
+    EXPECT_EQ(ingress::parse_query("c=p+q", true)[0].second, "p q");
+    EXPECT_EQ(ingress::percent_decode("%zz%4"), "%zz%4") << "malformed escapes stay as they are";
+}
+
+TEST(Signature, HmacSha256MatchesRfc4231) {
+    // RFC 4231 test case 2.
+    EXPECT_EQ(ingress::hmac_sha256_hex("Jefe", "what do ya want for nothing?"),
+              "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    EXPECT_TRUE(ingress::constant_time_equal("abc", "abc"));
+    EXPECT_FALSE(ingress::constant_time_equal("abc", "abd"));
+    EXPECT_FALSE(ingress::constant_time_equal("abc", "abcd"));
+}
+
+TEST(BuildRequest, RegionRowGetsUrlIdempotencyKeyAttemptAndSignature) {
+    config::Config cfg;
+    cfg.regions.push_back({"us", "https://us.example.com/base", "Jefe"});
+    cfg.drain.request_timeout = std::chrono::milliseconds(2500);
+    drain::ClaimedRow row;
+    row.id = 42;
+    row.region = "us";
+    row.mailbox = "github:7";
+    row.category = "webhook_proxy";
+    row.attempts = 2;
+    row.method = "POST";
+    row.path = "/extensions/github/webhook/?x=1";
+    row.headers = {{"X-GitHub-Event", "push"}};
+    row.body = "what do ya want for nothing?";
+    auto req = drain::build_request(row, cfg, std::chrono::system_clock::now());
+    ASSERT_TRUE(req.has_value());
+    EXPECT_EQ(req->url, "https://us.example.com/base/extensions/github/webhook/?x=1");
+    EXPECT_EQ(req->body, row.body);
+    EXPECT_EQ(req->timeout, std::chrono::milliseconds(2500));
+    EXPECT_EQ(find(req->headers, "X-GitHub-Event").value_or(""), "push");
+    EXPECT_EQ(find(req->headers, "X-Outbox-Id").value_or(""), "42");
+    EXPECT_EQ(find(req->headers, "X-Outbox-Attempt").value_or(""), "3");
+    EXPECT_EQ(find(req->headers, "X-Outbox-Signature").value_or(""),
+              "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+}
+
+TEST(BuildRequest, UnknownRegionHasNoRequest) {
+    config::Config cfg;
+    drain::ClaimedRow row;
+    row.region = "mars";
+    EXPECT_FALSE(drain::build_request(row, cfg, std::chrono::system_clock::now()).has_value());
+}
+
+TEST(BuildRequest, AppRowGoesToItsUrlWithTimestampAndAppLimits) {
+    config::Config cfg;
+    cfg.apps.request_timeout = std::chrono::milliseconds(1000);
+    cfg.apps.allow_private_urls = false;
+    drain::ClaimedRow row;
+    row.id = 9;
+    row.category = "app_webhook";
+    row.target_url = "https://app.example/hook";
+    row.method = "POST";
+    row.headers = {{"Sentry-Hook-Signature", "abc"}, {"Request-ID", "r-1"}};
+    row.body = "{}";
+    auto now = std::chrono::system_clock::from_time_t(1'700'000'123);
+    auto req = drain::build_request(row, cfg, now);
+    ASSERT_TRUE(req.has_value());
+    EXPECT_EQ(req->url, "https://app.example/hook");
+    EXPECT_EQ(req->timeout, std::chrono::milliseconds(1000));
+    EXPECT_FALSE(req->allow_private);
+    EXPECT_EQ(find(req->headers, "Sentry-Hook-Timestamp").value_or(""), "1700000123");
+    EXPECT_EQ(find(req->headers, "Request-ID").value_or(""), "r-1");
+    EXPECT_FALSE(find(req->headers, "X-Outbox-Id").has_value()) << "third-party apps key on Request-ID";
+}
