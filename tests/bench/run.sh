@@ -27,6 +27,8 @@ tests/bench/build.sh
 
 export GW_STATUS=""
 if [ ! -f tests/bench/node_modules/graphile-worker/package.json ]; then
+  # The peer needs Node.js and npm (Debian's nodejs 18 runs graphile-worker 0.17.3).
+  command -v npm >/dev/null || { (apt-get install -y -qq nodejs npm >/dev/null 2>&1 || sudo apt-get install -y -qq nodejs npm >/dev/null 2>&1) || true; }
   if ! command -v npm >/dev/null; then
     GW_STATUS="npm not installed"
   elif ! (cd tests/bench && timeout 300 npm ci --no-audit --no-fund >"$root/build-bench/npm.log" 2>&1); then
