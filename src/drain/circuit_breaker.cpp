@@ -62,12 +62,11 @@ std::vector<std::string> CircuitBreakers::blocked(clock::time_point now) {
     return out;
 }
 
-bool CircuitBreakers::is_open(const std::string& region, clock::time_point now) {
+bool CircuitBreakers::is_open(const std::string& region) {
     std::lock_guard lk(mu_);
     auto it = breakers_.find(region);
-    if (it == breakers_.end()) return false;
-    return it->second.state == State::half_open || (it->second.state == State::open && now < it->second.open_until) ||
-           it->second.state == State::open;
+    // Half-open counts as open: only the probe may go until it succeeds.
+    return it != breakers_.end() && it->second.state != State::closed;
 }
 
 }  // namespace outboxd::drain

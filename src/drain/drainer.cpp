@@ -67,7 +67,6 @@ void Drainer::stop() {
     auto deadline = std::chrono::steady_clock::now() + boot_->drain.shutdown_timeout;
     while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
     if (in_flight_.load() > 0) {
-        hard_stop_ = true;
         spdlog::warn("drain: shutdown deadline reached with runs={} in flight; their leases lapse when this daemon "
                      "disconnects",
                      in_flight_.load());
@@ -94,7 +93,7 @@ asio::awaitable<void> Drainer::deliver_run(ShardRun run) {
         if (row.region) {
             bool failure = o.kind == Outcome::Kind::retry && o.region_failure;
             if (o.kind != Outcome::Kind::release) breakers_.record(*row.region, failure, std::chrono::steady_clock::now());
-            metrics_.circuit_open.with({*row.region}).set(breakers_.is_open(*row.region, std::chrono::steady_clock::now()) ? 1 : 0);
+            metrics_.circuit_open.with({*row.region}).set(breakers_.is_open(*row.region) ? 1 : 0);
         }
         std::string region = row.region.value_or("none");
         switch (o.kind) {

@@ -169,17 +169,4 @@ private:
     void give_back(std::unique_ptr<Connection> c);
 };
 
-// Runs `fn(conn)`; when the connection was lost, resets it and runs `fn` once more.
-template <class Fn>
-auto with_retry(Connection& conn, Fn&& fn) -> decltype(fn(conn)) {
-    try {
-        if (!conn.ok()) conn.reset();
-        return fn(conn);
-    } catch (const Error& e) {
-        if (!e.connection_lost()) throw;
-        conn.reset();
-        return fn(conn);
-    }
-}
-
 }  // namespace outboxd::db

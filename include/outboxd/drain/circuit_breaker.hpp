@@ -25,7 +25,8 @@ public:
     void record(const std::string& region, bool region_failure, clock::time_point now);
     // Regions the claimer must skip now (open, or half-open with its probe in flight).
     std::vector<std::string> blocked(clock::time_point now);
-    bool is_open(const std::string& region, clock::time_point now);
+    // Not closed (open or half-open): what outboxd_region_circuit_open reports.
+    bool is_open(const std::string& region);
     void set_options(Options o);
 
 private:

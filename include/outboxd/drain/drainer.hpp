@@ -53,7 +53,6 @@ private:
     std::thread claimer_;
     int wake_fd_ = -1;
     std::atomic<bool> stopping_{false};
-    std::atomic<bool> hard_stop_{false};
     std::atomic<bool> release_session_{false};
     std::atomic<int> in_flight_{0};
     std::atomic<bool> connected_{false};
