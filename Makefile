@@ -27,7 +27,7 @@ sanitize: deps
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 scripts/run-tests.sh build-asan
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DOUTBOXD_SANITIZE=thread >/dev/null
 	@cmake --build build-tsan -j$(JOBS)
-	@TSAN_OPTIONS=halt_on_error=1 scripts/run-tests.sh build-tsan
+	@TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" scripts/run-tests.sh build-tsan
 
 fuzz: deps
 	@tests/fuzz/run.sh
