@@ -37,6 +37,29 @@ const char* const* Params::values() const {
     return ptrs_.data();
 }
 
+std::string array_literal(const std::vector<std::string>& items) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (i) out += ',';
+        out += '"';
+        for (char c : items[i]) {
+            if (c == '"' || c == '\\') out += '\\';
+            out += c;
+        }
+        out += '"';
+    }
+    return out + "}";
+}
+
+std::string array_literal(const std::vector<std::int64_t>& items) {
+    std::string out = "{";
+    for (std::size_t i = 0; i < items.size(); ++i) {
+        if (i) out += ',';
+        out += std::to_string(items[i]);
+    }
+    return out + "}";
+}
+
 std::int64_t Result::int64(int row, int col) const {
     auto v = get(row, col);
     std::int64_t n = 0;

@@ -44,15 +44,6 @@ constexpr const char* kRelease = R"(
 UPDATE control_outbox SET lease_owner = NULL, lease_pid = NULL, lease_until = NULL
 WHERE id = ANY($1::bigint[]) AND lease_owner = $2)";
 
-std::string id_array(const std::vector<std::int64_t>& ids) {
-    std::string s = "{";
-    for (std::size_t i = 0; i < ids.size(); ++i) {
-        if (i) s += ',';
-        s += std::to_string(ids[i]);
-    }
-    return s + "}";
-}
-
 }  // namespace
 
 Completer::Completer(std::string conninfo, std::string owner, metrics::Metrics& m, std::function<void()> after_flush,
@@ -162,11 +153,11 @@ void Completer::flush(db::Connection& c, const std::vector<Outcome>& batch) {
         }
     }
     db::Transaction tx(c);
-    if (!deleted.empty()) c.exec_prepared("completer_delete", kDelete, db::Params(id_array(deleted)));
+    if (!deleted.empty()) c.exec_prepared("completer_delete", kDelete, db::Params(db::array_literal(deleted)));
     if (!retries.empty())
         c.exec_prepared("completer_retry", kRetry, db::Params(boost::json::serialize(retries), owner_));
     if (!dead.empty()) c.exec_prepared("completer_dead", kDead, db::Params(boost::json::serialize(dead), owner_));
-    if (!released.empty()) c.exec_prepared("completer_release", kRelease, db::Params(id_array(released), owner_));
+    if (!released.empty()) c.exec_prepared("completer_release", kRelease, db::Params(db::array_literal(released), owner_));
     if (extra_) extra_(c, batch);
     tx.commit();
 }

@@ -60,20 +60,6 @@ RETURNING c.id, c.region_name, c.mailbox_name, c.category, c.attempts,
           extract(epoch FROM c.date_added)::float8, c.request_method, c.request_path,
           c.request_headers::text, c.request_body, c.target_url, c.shard_key)";
 
-std::string text_array(const std::vector<std::string>& items) {
-    std::string out = "{";
-    for (std::size_t i = 0; i < items.size(); ++i) {
-        if (i) out += ',';
-        out += '"';
-        for (char c : items[i]) {
-            if (c == '"' || c == '\\') out += '\\';
-            out += c;
-        }
-        out += '"';
-    }
-    return out + "}";
-}
-
 ingress::Headers parse_headers(std::string_view text) {
     ingress::Headers out;
     boost::system::error_code ec;
@@ -93,7 +79,7 @@ ingress::Headers parse_headers(std::string_view text) {
 std::vector<ShardRun> MailboxClaimer::claim(const ClaimParams& p) {
     auto r = conn_.exec_prepared("outbox_claim", kClaim,
                                  db::Params(p.owner, static_cast<std::int64_t>(p.lease.count()), p.max_shards,
-                                            p.rows_per_shard, text_array(p.skip_regions)));
+                                            p.rows_per_shard, db::array_literal(p.skip_regions)));
     std::map<std::string, ShardRun> runs;
     for (int i = 0; i < r.rows(); ++i) {
         ClaimedRow row;

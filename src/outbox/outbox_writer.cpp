@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <boost/json.hpp>
-#include <set>
 
 #include "outboxd/db/connection.hpp"
 
@@ -41,22 +40,6 @@ std::string hex(std::string_view s) {
         out[2 * i + 1] = d[c & 15];
     }
     return out;
-}
-
-std::string pg_text_array(const std::set<std::string>& items) {
-    std::string out = "{";
-    bool first = true;
-    for (const auto& s : items) {
-        if (!first) out += ',';
-        first = false;
-        out += '"';
-        for (char c : s) {
-            if (c == '"' || c == '\\') out += '\\';
-            out += c;
-        }
-        out += '"';
-    }
-    return out + "}";
 }
 
 }  // namespace
@@ -144,10 +127,10 @@ void OutboxWriter::connect() {
 
 void OutboxWriter::insert(const std::vector<const NewRow*>& rows) {
     auto& c = *db_->conn;
-    std::set<std::string> mailboxes;
-    for (const auto* r : rows) mailboxes.insert(r->mailbox);
+    std::vector<std::string> mailboxes;  // duplicates are fine: the lock statement takes DISTINCT
+    for (const auto* r : rows) mailboxes.push_back(r->mailbox);
     db::Transaction tx(c);
-    c.exec_prepared("outbox_lock_mailboxes", kLockMailboxes, db::Params(pg_text_array(mailboxes)));
+    c.exec_prepared("outbox_lock_mailboxes", kLockMailboxes, db::Params(db::array_literal(mailboxes)));
     c.exec_prepared("outbox_insert_rows", kInsertRows, db::Params(rows_to_json(rows)));
     tx.commit();
     // The rows are durable; the wake-up is only a hint (drainers poll too), so its own tiny

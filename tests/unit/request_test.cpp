@@ -2,6 +2,7 @@
 // idempotency headers, region signature checked against an RFC 4231 vector, app headers).
 #include <gtest/gtest.h>
 
+#include "outboxd/db/connection.hpp"
 #include "outboxd/drain/deliverer.hpp"
 #include "outboxd/ingress/parser.hpp"
 #include "outboxd/ingress/request.hpp"
@@ -116,4 +117,11 @@ TEST(BuildRequest, AppRowGoesToItsUrlWithTimestampAndAppLimits) {
     EXPECT_EQ(find(req->headers, "Sentry-Hook-Timestamp").value_or(""), "1700000123");
     EXPECT_EQ(find(req->headers, "Request-ID").value_or(""), "r-1");
     EXPECT_FALSE(find(req->headers, "X-Outbox-Id").has_value()) << "third-party apps key on Request-ID";
+}
+
+TEST(ArrayLiteral, QuotesAndEscapesElements) {
+    EXPECT_EQ(db::array_literal(std::vector<std::string>{}), "{}");
+    EXPECT_EQ(db::array_literal(std::vector<std::string>{"github:1", "a\"b", "c\\d", "x,y"}),
+              R"({"github:1","a\"b","c\\d","x,y"})");
+    EXPECT_EQ(db::array_literal(std::vector<std::int64_t>{1, -2, 30}), "{1,-2,30}");
 }

@@ -58,6 +58,11 @@ private:
     mutable std::vector<const char*> ptrs_;
 };
 
+// Array literals for `$n::text[]` / `$n::bigint[]` parameters (elements quoted and escaped), so a
+// statement takes a whole batch as one parameter.
+std::string array_literal(const std::vector<std::string>& items);
+std::string array_literal(const std::vector<std::int64_t>& items);
+
 class Result {
 public:
     Result() = default;
