@@ -161,15 +161,7 @@ protected:
         return http_request("POST", "127.0.0.1", ingress_, target, body, headers);
     }
 
-    double metric(const std::string& series) {
-        auto res = http_request("GET", "127.0.0.1", metrics_, "/metrics");
-        std::istringstream in(res.body);
-        std::string line;
-        while (std::getline(in, line))
-            if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ')
-                return std::stod(line.substr(series.size() + 1));
-        return 0;
-    }
+    double metric(const std::string& series) { return metric_series(metrics_, series); }
     static std::string rejected(const std::string& provider, const std::string& reason) {
         return "outboxd_ingress_rejected_total{provider=\"" + provider + "\",reason=\"" + reason + "\"}";
     }

@@ -124,15 +124,7 @@ private:
 };
 
 // The value of one series on /metrics ("name{labels}"), 0 when absent.
-double metric(unsigned short port, const std::string& series) {
-    auto res = http_request("GET", "127.0.0.1", port, "/metrics");
-    std::istringstream in(res.body);
-    std::string line;
-    while (std::getline(in, line))
-        if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ')
-            return std::stod(line.substr(series.size() + 1));
-    return 0;
-}
+double metric(unsigned short port, const std::string& series) { return metric_series(port, series); }
 
 std::string rejected(const std::string& provider, const std::string& reason) {
     return "outboxd_ingress_rejected_total{provider=\"" + provider + "\",reason=\"" + reason + "\"}";

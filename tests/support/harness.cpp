@@ -57,6 +57,16 @@ DaemonConfig daemon_config(const std::string& db_url, const std::vector<std::pai
     return c;
 }
 
+double metric_series(unsigned short metrics_port, const std::string& series) {
+    auto res = http_request("GET", "127.0.0.1", metrics_port, "/metrics");
+    std::istringstream in(res.body);
+    std::string line;
+    while (std::getline(in, line))
+        if (line.size() > series.size() && line.compare(0, series.size(), series) == 0 && line[series.size()] == ' ')
+            return std::stod(line.substr(series.size() + 1));
+    return 0;
+}
+
 double metric_value(unsigned short metrics_port, const std::string& name, const std::string& labels) {
     auto res = http_request("GET", "127.0.0.1", metrics_port, "/metrics");
     if (res.status != 200) return -1;

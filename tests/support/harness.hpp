@@ -147,6 +147,8 @@ DaemonConfig daemon_config(const std::string& db_url, const std::vector<std::pai
 
 // Value of one sample line of /metrics (sum over series whose labels include `labels`), or -1.
 double metric_value(unsigned short metrics_port, const std::string& name, const std::string& labels = "");
+// Value of exactly one series, written as on /metrics ("name{a=\"x\",b=\"y\"}"); 0 when absent.
+double metric_series(unsigned short metrics_port, const std::string& series);
 
 // Runs a command, returns (exit code, stdout+stderr).
 std::pair<int, std::string> run_command(const std::string& cmd);
