@@ -74,12 +74,10 @@ WITH moved AS (
 )
 INSERT INTO control_outbox (id, region_name, mailbox_name, category, provider, integration_id, date_added,
                             scheduled_for, attempts, last_status, last_error, last_attempt_at, request_method,
-                            request_path, request_headers, request_body, target_url, lease_owner, lease_pid,
-                            lease_until)
+                            request_path, request_headers, request_body, target_url)
 SELECT id, region_name, mailbox_name, category, provider, integration_id, now(),
        now(), 0, last_status, last_error, NULL, request_method,
-       request_path, request_headers, request_body, target_url, NULL, NULL,
-       NULL
+       request_path, request_headers, request_body, target_url
 FROM moved)";
 
 constexpr const char* kDeadDiscard = "DELETE FROM control_outbox_dead WHERE id = ANY ($1::bigint[])";

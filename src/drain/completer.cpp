@@ -13,22 +13,21 @@ constexpr std::size_t kMaxBatch = 5000;
 
 constexpr const char* kDelete = "DELETE FROM control_outbox WHERE id = ANY($1::bigint[])";
 
-// A retry counts the attempt, records why, pushes the head back and frees the lease. The lease
-// check keeps a slow daemon whose lease expired from overwriting the new owner's state.
+// A retry counts the attempt, records why and pushes the head back. The lease check keeps a slow
+// daemon whose lease lapsed from overwriting the state the shard's new holder works from.
 constexpr const char* kRetry = R"(
 UPDATE control_outbox c
 SET attempts = u.attempts, last_status = u.status, last_error = u.error, last_attempt_at = now(),
-    scheduled_for = now() + u.delay_ms * interval '1 millisecond',
-    lease_owner = NULL, lease_pid = NULL, lease_until = NULL
+    scheduled_for = now() + u.delay_ms * interval '1 millisecond'
 FROM jsonb_to_recordset($1::jsonb) AS u(id bigint, attempts int, status int, error text, delay_ms bigint)
-WHERE c.id = u.id AND c.lease_owner = $2)";
+WHERE c.id = u.id AND EXISTS (SELECT 1 FROM outbox_lease l WHERE l.shard_key = c.shard_key AND l.owner = $2))";
 
 constexpr const char* kDead = R"(
 WITH u AS (SELECT * FROM jsonb_to_recordset($1::jsonb)
                  AS u(id bigint, attempts int, status int, error text, reason text)),
 moved AS (
     DELETE FROM control_outbox c USING u
-    WHERE c.id = u.id AND c.lease_owner = $2
+    WHERE c.id = u.id AND EXISTS (SELECT 1 FROM outbox_lease l WHERE l.shard_key = c.shard_key AND l.owner = $2)
     RETURNING c.*, u.attempts AS new_attempts, u.status AS new_status, u.error AS new_error, u.reason AS new_reason)
 INSERT INTO control_outbox_dead (id, region_name, mailbox_name, category, provider, integration_id, date_added,
                                  attempts, last_status, last_error, request_method, request_path, request_headers,
@@ -40,9 +39,7 @@ FROM moved
 ON CONFLICT (id) DO UPDATE SET attempts = EXCLUDED.attempts, last_status = EXCLUDED.last_status,
     last_error = EXCLUDED.last_error, dead_at = EXCLUDED.dead_at, reason = EXCLUDED.reason)";
 
-constexpr const char* kRelease = R"(
-UPDATE control_outbox SET lease_owner = NULL, lease_pid = NULL, lease_until = NULL
-WHERE id = ANY($1::bigint[]) AND lease_owner = $2)";
+constexpr const char* kRelease = "DELETE FROM outbox_lease WHERE shard_key = ANY($1::text[]) AND owner = $2";
 
 }  // namespace
 
@@ -126,7 +123,8 @@ void Completer::run() {
 }
 
 void Completer::flush(db::Connection& c, const std::vector<Outcome>& batch) {
-    std::vector<std::int64_t> deleted, released;
+    std::vector<std::int64_t> deleted;
+    std::vector<std::string> released;
     boost::json::array retries, dead;
     for (const auto& o : batch) {
         switch (o.kind) {
@@ -134,7 +132,7 @@ void Completer::flush(db::Connection& c, const std::vector<Outcome>& batch) {
                 deleted.push_back(o.id);
                 break;
             case Outcome::Kind::release:
-                released.push_back(o.id);
+                released.push_back(o.shard);
                 break;
             case Outcome::Kind::retry:
                 retries.push_back(boost::json::object{{"id", o.id},

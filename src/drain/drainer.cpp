@@ -81,11 +81,9 @@ void Drainer::stop() {
 asio::awaitable<void> Drainer::deliver_run(ShardRun run) {
     auto cfg = live_.get();
     auto policy = RetryPolicy::from(*cfg);
-    std::size_t i = 0;
     // Stop taking rows of this run well before its lease could lapse under another daemon.
     auto lease_deadline = run.claimed_at + boot_->drain.lease / 2;
-    for (; i < run.rows.size(); ++i) {
-        const auto& row = run.rows[i];
+    for (const auto& row : run.rows) {
         if (stopping_ || paused(row) || std::chrono::steady_clock::now() > lease_deadline) break;
         auto now = std::chrono::steady_clock::now();
         if (row.region && !breakers_.admit(*row.region, now)) break;
@@ -112,16 +110,12 @@ asio::awaitable<void> Drainer::deliver_run(ShardRun run) {
         }
         bool go_on = o.kind == Outcome::Kind::delivered || o.kind == Outcome::Kind::dead;
         completer_->push(std::move(o));
-        if (!go_on) {
-            ++i;
-            break;
-        }
+        if (!go_on) break;
     }
-    for (; i < run.rows.size(); ++i) {
-        Outcome rel{Outcome::Kind::release};
-        rel.id = run.rows[i].id;
-        completer_->push(std::move(rel));
-    }
+    // Rows not sent stay where they are; ending the lease hands the shard to the next claim.
+    Outcome end{Outcome::Kind::release};
+    end.shard = run.shard;
+    completer_->push(std::move(end));
     metrics_.in_flight.get().set(static_cast<double>(--in_flight_));
     wake();
 }
@@ -131,6 +125,7 @@ void Drainer::claim_loop() {
     auto retry_delay = 100ms;
     bool was_down = false;
     auto next_pause_refresh = std::chrono::steady_clock::time_point{};
+    auto next_lease_sweep = std::chrono::steady_clock::time_point{};
     bool want_claim = true;
     auto last_claim = std::chrono::steady_clock::time_point{};
     std::shared_ptr<const config::Config> applied;
@@ -165,6 +160,10 @@ void Drainer::claim_loop() {
                 std::lock_guard lk(pause_mu_);
                 paused_ = std::move(p);
                 next_pause_refresh = now + 500ms;
+            }
+            if (now >= next_lease_sweep) {
+                if (auto n = claimer.sweep_void_leases(); n > 0) spdlog::info("drain: removed void_leases={}", n);
+                next_lease_sweep = now + 30s;
             }
             int free = cfg->drain.concurrency - in_flight_.load();
             bool full = false;

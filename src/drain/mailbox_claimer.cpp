@@ -1,18 +1,27 @@
-// The claim statement. Ordering invariant: a row is handed to a deliverer only while it is the
-// lowest id of its shard still in control_outbox, or follows that head within the same lease.
-// Heads come from a loose index scan over (shard_key, id), so a shard with 10 000 rows costs one
-// index probe like any other and cannot starve the rest. Rows are then found by primary key
-// (`= ANY (ARRAY(...))`), never by a join the planner might turn into a scan of the whole table
-// when its statistics lag behind a fast-growing backlog.
+// The claim: two statements, each with its own snapshot.
+//
+// 1. kLeaseShards finds due shard heads with a loose index scan over (shard_key, id), so a shard
+//    with 10 000 rows costs one index probe like any other and cannot starve the rest, and leases
+//    those shards (one narrow outbox_lease row each). ON CONFLICT re-checks a lease on its newest
+//    version: of two daemons claiming one shard, the second sees the first's lease and skips it.
+// 2. kShardRows reads the first rows of each leased shard. It must not share the first
+//    statement's snapshot: if that snapshot predates the commit that released a lease (the
+//    previous holder's deletes and retries), the rows it shows are stale. A lease the first
+//    statement saw as free was released before the statement began, so the second statement's
+//    later snapshot sees everything that release committed.
+//
+// Ordering invariant: only a shard's lease holder delivers, retries or dead-letters its rows, and
+// it takes them in id order from the head.
 #include "outboxd/drain/mailbox_claimer.hpp"
 
+#include <algorithm>
 #include <boost/json.hpp>
 #include <map>
 
 namespace outboxd::drain {
 namespace {
 
-constexpr const char* kClaim = R"(
+constexpr const char* kLeaseShards = R"(
 WITH RECURSIVE shards(k) AS (
     (SELECT shard_key FROM control_outbox ORDER BY shard_key LIMIT 1)
     UNION ALL
@@ -21,44 +30,39 @@ WITH RECURSIVE shards(k) AS (
 ),
 heads AS (
     SELECT h.* FROM shards s
-    CROSS JOIN LATERAL (SELECT c.id, c.shard_key, c.mailbox_name, c.region_name, c.scheduled_for,
-                               c.lease_until, c.lease_pid
+    CROSS JOIN LATERAL (SELECT c.id, c.shard_key, c.mailbox_name, c.region_name, c.scheduled_for
                         FROM control_outbox c WHERE c.shard_key = s.k ORDER BY c.id LIMIT 1) h
     WHERE s.k IS NOT NULL
 ),
 live AS (SELECT pid FROM pg_stat_activity),
 eligible AS (
-    SELECT h.id FROM heads h
+    SELECT h.shard_key FROM heads h
     WHERE h.scheduled_for <= now()
-      AND (h.lease_until IS NULL OR h.lease_until < now() OR h.lease_pid NOT IN (SELECT pid FROM live))
+      AND NOT EXISTS (SELECT 1 FROM outbox_lease l
+                      WHERE l.shard_key = h.shard_key AND l.until >= now() AND l.pid IN (SELECT pid FROM live))
       AND NOT EXISTS (SELECT 1 FROM outbox_pause p
                       WHERE (p.kind = 'mailbox' AND p.name = h.mailbox_name)
                          OR (p.kind = 'region' AND p.name = h.region_name))
-      AND (h.region_name IS NULL OR h.region_name <> ALL ($5::text[]))
+      AND (h.region_name IS NULL OR h.region_name <> ALL ($4::text[]))
     ORDER BY h.scheduled_for, h.id
     LIMIT $3
-),
-locked_heads AS (
-    -- Re-checked on the locked version: another daemon may have leased it since our snapshot.
-    SELECT c.id, c.shard_key FROM control_outbox c
-    WHERE c.id = ANY (ARRAY(SELECT id FROM eligible))
-      AND c.scheduled_for <= now()
-      AND (c.lease_until IS NULL OR c.lease_until < now() OR c.lease_pid NOT IN (SELECT pid FROM live))
-    FOR UPDATE SKIP LOCKED
-),
-run AS (
-    SELECT l.id FROM locked_heads l
-    UNION ALL
-    SELECT f.id FROM locked_heads l
-    CROSS JOIN LATERAL (SELECT c.id FROM control_outbox c WHERE c.shard_key = l.shard_key AND c.id > l.id
-                        ORDER BY c.id LIMIT $4 - 1 FOR UPDATE) f
 )
-UPDATE control_outbox c
-SET lease_owner = $1, lease_pid = pg_backend_pid(), lease_until = now() + $2::bigint * interval '1 millisecond'
-WHERE c.id = ANY (ARRAY(SELECT id FROM run))
-RETURNING c.id, c.region_name, c.mailbox_name, c.category, c.attempts,
-          extract(epoch FROM c.date_added)::float8, c.request_method, c.request_path,
-          c.request_headers::text, c.request_body, c.target_url, c.shard_key)";
+-- Inserted in key order, so two daemons claiming overlapping shards wait for each other in the
+-- same order and never deadlock on the primary key.
+INSERT INTO outbox_lease AS l (shard_key, owner, pid, until)
+SELECT shard_key, $1, pg_backend_pid(), now() + $2::bigint * interval '1 millisecond'
+FROM eligible ORDER BY shard_key
+ON CONFLICT (shard_key) DO UPDATE
+    SET owner = EXCLUDED.owner, pid = EXCLUDED.pid, until = EXCLUDED.until, claimed_at = now()
+    WHERE l.until < now() OR l.pid NOT IN (SELECT pid FROM pg_stat_activity)
+RETURNING l.shard_key)";
+
+constexpr const char* kShardRows = R"(
+SELECT c.id, c.region_name, c.mailbox_name, c.category, c.attempts,
+       extract(epoch FROM c.date_added)::float8, c.request_method, c.request_path,
+       c.request_headers::text, c.request_body, c.target_url, c.shard_key
+FROM unnest($1::text[]) AS s(k)
+CROSS JOIN LATERAL (SELECT * FROM control_outbox c WHERE c.shard_key = s.k ORDER BY c.id LIMIT $2) c)";
 
 ingress::Headers parse_headers(std::string_view text) {
     ingress::Headers out;
@@ -77,10 +81,18 @@ ingress::Headers parse_headers(std::string_view text) {
 }  // namespace
 
 std::vector<ShardRun> MailboxClaimer::claim(const ClaimParams& p) {
-    auto r = conn_.exec_prepared("outbox_claim", kClaim,
-                                 db::Params(p.owner, static_cast<std::int64_t>(p.lease.count()), p.max_shards,
-                                            p.rows_per_shard, db::array_literal(p.skip_regions)));
+    auto leased = conn_.exec_prepared("outbox_lease_shards", kLeaseShards,
+                                      db::Params(p.owner, static_cast<std::int64_t>(p.lease.count()), p.max_shards,
+                                                 db::array_literal(p.skip_regions)));
+    if (leased.rows() == 0) return {};
+    std::vector<std::string> shards;
+    shards.reserve(static_cast<std::size_t>(leased.rows()));
+    for (int i = 0; i < leased.rows(); ++i) shards.push_back(leased.text(i, 0));
+    auto r = conn_.exec_prepared("outbox_shard_rows", kShardRows, db::Params(db::array_literal(shards), p.rows_per_shard));
+    // Every leased shard becomes a run, even one whose rows vanished in between (an operator's
+    // discard): the run's end is what releases the lease.
     std::map<std::string, ShardRun> runs;
+    for (const auto& k : shards) runs[k].shard = k;
     for (int i = 0; i < r.rows(); ++i) {
         ClaimedRow row;
         row.id = r.int64(i, 0);
@@ -95,9 +107,7 @@ std::vector<ShardRun> MailboxClaimer::claim(const ClaimParams& p) {
         row.headers = parse_headers(r.get(i, 8));
         row.body = r.bytea(i, 9);
         row.target_url = r.optional_text(i, 10);
-        auto& run = runs[r.text(i, 11)];
-        run.shard = r.text(i, 11);
-        run.rows.push_back(std::move(row));
+        runs[r.text(i, 11)].rows.push_back(std::move(row));
     }
     std::vector<ShardRun> out;
     auto now = std::chrono::steady_clock::now();
@@ -107,6 +117,14 @@ std::vector<ShardRun> MailboxClaimer::claim(const ClaimParams& p) {
         out.push_back(std::move(run));
     }
     return out;
+}
+
+std::int64_t MailboxClaimer::sweep_void_leases() {
+    // A daemon that died between a run's last outcome and its release leaves a void lease behind.
+    // A claim overwrites it while the shard has rows; this removes the ones whose shard emptied.
+    auto r = conn_.exec_prepared("outbox_sweep_leases",
+                                 "DELETE FROM outbox_lease WHERE until < now() OR pid NOT IN (SELECT pid FROM pg_stat_activity)");
+    return r.affected();
 }
 
 std::set<std::pair<std::string, std::string>> MailboxClaimer::paused() {

@@ -272,7 +272,8 @@ TEST_F(Outboxctl, ReplayKeepsTheOriginalIdAndGoesAheadOfNewerRowsOfItsMailbox) {
     EXPECT_EQ(out, "replayed 1\n");
 
     auto r = db().sql(
-        "SELECT id, attempts, scheduled_for <= now(), lease_owner IS NULL AND lease_until IS NULL, "
+        "SELECT id, attempts, scheduled_for <= now(), "
+        "NOT EXISTS (SELECT 1 FROM outbox_lease l WHERE l.shard_key = control_outbox.shard_key), "
         "convert_from(request_body, 'UTF8'), request_headers::text, region_name "
         "FROM control_outbox WHERE id = 5");
     ASSERT_EQ(r.rows(), 1) << "replayed under its original id";

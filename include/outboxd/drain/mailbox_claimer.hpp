@@ -1,6 +1,6 @@
-// Claims due shard heads (and the rows that follow them) with one FOR UPDATE SKIP LOCKED
-// statement, leasing them to this daemon. Owns the LISTEN connection whose backend pid is the
-// lease's liveness: when this daemon dies, its session ends and its claims are void at once.
+// Leases due shards to this daemon (outbox_lease) and reads their first rows. Runs on the LISTEN
+// connection, whose backend pid is the lease's liveness: when this daemon dies, its session ends
+// and its leases are void at once.
 #pragma once
 #include <chrono>
 #include <optional>
@@ -25,6 +25,8 @@ class MailboxClaimer {
 public:
     explicit MailboxClaimer(db::Connection& conn) : conn_(conn) {}
     std::vector<ShardRun> claim(const ClaimParams& p);
+    // Deletes void leases (session gone or time up); returns how many.
+    std::int64_t sweep_void_leases();
     // (kind, name) pairs from outbox_pause.
     std::set<std::pair<std::string, std::string>> paused();
 

@@ -24,7 +24,7 @@ struct ClaimedRow {
     std::optional<std::string> target_url;
 };
 
-// Consecutive rows of one shard (mailbox within a region), in id order, leased together.
+// The first rows of one leased shard (mailbox within a region), in id order.
 struct ShardRun {
     std::string shard;
     std::vector<ClaimedRow> rows;
@@ -32,8 +32,11 @@ struct ShardRun {
 };
 
 struct Outcome {
+    // release ends a run: it frees the shard's lease, written in the same transaction as (or
+    // after) the outcomes of the run's rows, so the next holder starts from what they left.
     enum class Kind { delivered, retry, dead, release } kind;
     std::int64_t id = 0;
+    std::string shard;  // release: the shard whose lease ends
     std::optional<std::string> region;
     std::string mailbox;
     std::string category;
