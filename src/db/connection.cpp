@@ -1,6 +1,8 @@
 // libpq wrapper: the only file that calls PQexec*, so error handling and reconnects live here once.
 #include "outboxd/db/connection.hpp"
 
+#include <bit>
+
 #include <algorithm>
 #include <charconv>
 #include <condition_variable>
@@ -60,20 +62,49 @@ std::string array_literal(const std::vector<std::int64_t>& items) {
     return out + "}";
 }
 
+namespace {
+std::uint64_t big_endian(std::string_view v) {
+    std::uint64_t n = 0;
+    for (unsigned char c : v) n = (n << 8) | c;
+    return n;
+}
+}  // namespace
+
+bool Result::binary(int col) const { return PQfformat(res_.get(), col) == 1; }
+
 std::int64_t Result::int64(int row, int col) const {
     auto v = get(row, col);
+    if (binary(col)) {
+        // int8, int4 or int2 in network byte order, sign-extended from its width.
+        auto n = big_endian(v);
+        switch (v.size()) {
+            case 2: return static_cast<std::int16_t>(n);
+            case 4: return static_cast<std::int32_t>(n);
+            default: return static_cast<std::int64_t>(n);
+        }
+    }
     std::int64_t n = 0;
     std::from_chars(v.data(), v.data() + v.size(), n);
     return n;
 }
 
 double Result::number(int row, int col) const {
-    return std::strtod(std::string(get(row, col)).c_str(), nullptr);
+    auto v = get(row, col);
+    if (binary(col)) {
+        if (v.size() == 4) return std::bit_cast<float>(static_cast<std::uint32_t>(big_endian(v)));
+        return std::bit_cast<double>(big_endian(v));
+    }
+    return std::strtod(std::string(v).c_str(), nullptr);
+}
+
+bool Result::boolean(int row, int col) const {
+    auto v = get(row, col);
+    return binary(col) ? (!v.empty() && v[0] != 0) : v == "t";
 }
 
 std::string Result::bytea(int row, int col) const {
     auto v = get(row, col);
-    if (v.size() < 2 || v[0] != '\\' || v[1] != 'x') return std::string(v);
+    if (binary(col) || v.size() < 2 || v[0] != '\\' || v[1] != 'x') return std::string(v);
     auto hex = [](char c) -> int {
         if (c >= '0' && c <= '9') return c - '0';
         if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -154,7 +185,8 @@ Result Connection::exec(std::string_view sql, const Params& params) {
                  "query failed");
 }
 
-Result Connection::exec_prepared(const std::string& name, std::string_view sql, const Params& params) {
+Result Connection::exec_prepared(const std::string& name, std::string_view sql, const Params& params,
+                                 ResultFormat format) {
     if (!conn_) throw Error("no database connection", "", true);
     if (std::find(prepared_.begin(), prepared_.end(), name) == prepared_.end()) {
         std::string q(sql);
@@ -162,7 +194,7 @@ Result Connection::exec_prepared(const std::string& name, std::string_view sql, 
         prepared_.push_back(name);
     }
     return check(PQexecPrepared(conn_, name.c_str(), params.size(), params.values(), params.lengths(),
-                                params.formats(), 0),
+                                params.formats(), format == ResultFormat::binary ? 1 : 0),
                  name);
 }
 

@@ -126,7 +126,8 @@ asio::awaitable<Outcome> Deliverer::deliver(const ClaimedRow& row, const RetryPo
     }
     double secs = std::chrono::duration<double>(res.elapsed).count();
     metrics_.delivery_duration.with({region_label}).observe(secs);
-    std::string klass = res.status == 0 ? "error" : std::to_string(res.status / 100) + "xx";
+    static constexpr std::string_view kClasses[] = {"error", "1xx", "2xx", "3xx", "4xx", "5xx"};
+    auto klass = res.status >= 100 && res.status < 600 ? kClasses[res.status / 100] : kClasses[0];
     metrics_.delivery_status.with({region_label, klass}).inc();
 
     auto c = classify(res, std::chrono::system_clock::now());

@@ -181,6 +181,8 @@ void Drainer::claim_loop() {
                 for (auto& run : runs) {
                     metrics_.claimed_rows.get().inc(static_cast<double>(run.rows.size()));
                     metrics_.in_flight.get().set(static_cast<double>(++in_flight_));
+                    // A strand: beast::tcp_stream's timer and socket operations must not complete
+                    // concurrently, and the pool's io threads would otherwise run them in parallel.
                     asio::co_spawn(asio::make_strand(ioc_), deliver_run(std::move(run)), asio::detached);
                 }
             }

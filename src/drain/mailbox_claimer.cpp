@@ -88,7 +88,9 @@ std::vector<ShardRun> MailboxClaimer::claim(const ClaimParams& p) {
     std::vector<std::string> shards;
     shards.reserve(static_cast<std::size_t>(leased.rows()));
     for (int i = 0; i < leased.rows(); ++i) shards.push_back(leased.text(i, 0));
-    auto r = conn_.exec_prepared("outbox_shard_rows", kShardRows, db::Params(db::array_literal(shards), p.rows_per_shard));
+    // Binary results: the body arrives as its bytes, not as hex to decode (7 % of a drainer's CPU).
+    auto r = conn_.exec_prepared("outbox_shard_rows", kShardRows, db::Params(db::array_literal(shards), p.rows_per_shard),
+                                 db::ResultFormat::binary);
     // Every leased shard becomes a run, even one whose rows vanished in between (an operator's
     // discard): the run's end is what releases the lease.
     std::map<std::string, ShardRun> runs;

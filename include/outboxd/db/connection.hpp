@@ -63,6 +63,8 @@ private:
 std::string array_literal(const std::vector<std::string>& items);
 std::string array_literal(const std::vector<std::int64_t>& items);
 
+enum class ResultFormat { text, binary };
+
 class Result {
 public:
     Result() = default;
@@ -77,13 +79,16 @@ public:
     std::string text(int row, int col) const { return std::string(get(row, col)); }
     std::int64_t int64(int row, int col) const;
     double number(int row, int col) const;
-    bool boolean(int row, int col) const { return get(row, col) == "t"; }
+    bool boolean(int row, int col) const;
     std::optional<std::string> optional_text(int row, int col) const {
         if (is_null(row, col)) return std::nullopt;
         return text(row, col);
     }
-    // bytea in text output format ("\x..." hex) decoded to bytes.
+    // bytea: the bytes themselves in binary results, decoded from "\x..." hex in text results.
     std::string bytea(int row, int col) const;
+    // Columns of a ResultFormat::binary result are in PostgreSQL's binary form: int64(),
+    // number(), boolean() and bytea() decode it, text columns are their bytes as in text form.
+    bool binary(int col) const;
     int column(std::string_view name) const;
     std::int64_t affected() const;
 
@@ -101,7 +106,8 @@ public:
     // Runs SQL (one statement when `params` is non-empty). Throws Error.
     Result exec(std::string_view sql, const Params& params = {});
     // Prepares NAME once per physical connection (again after a reset), then executes it.
-    Result exec_prepared(const std::string& name, std::string_view sql, const Params& params = {});
+    Result exec_prepared(const std::string& name, std::string_view sql, const Params& params = {},
+                         ResultFormat format = ResultFormat::text);
 
     void begin() { exec("BEGIN"); }
     void commit() { exec("COMMIT"); }

@@ -2,11 +2,14 @@
 // format 0.0.4. The hot path (inc/observe on a series reference) is a few relaxed atomics; the
 // map lookup of a label set happens once per caller and is cached by it where it is hot.
 #pragma once
+#include <algorithm>
 #include <atomic>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace outboxd::metrics {
@@ -83,14 +86,15 @@ public:
 
     // The series for these label values (in the family's label order); created on first use,
     // and its address never changes afterwards.
-    T& with(const std::vector<std::string>& values) {
+    // Finding an existing series allocates nothing (the delivery path calls this per request).
+    T& with(std::initializer_list<std::string_view> values) {
         std::lock_guard lk(mu_);
         auto it = series_.find(values);
         if (it == series_.end()) {
             std::unique_ptr<T> s;
             if constexpr (std::is_same_v<T, Histogram>) s = std::make_unique<T>(bounds_);
             else s = std::make_unique<T>();
-            it = series_.emplace(values, std::move(s)).first;
+            it = series_.emplace(std::vector<std::string>(values.begin(), values.end()), std::move(s)).first;
         }
         return *it->second;
     }
@@ -104,7 +108,17 @@ private:
     Kind kind_;
     std::vector<double> bounds_;
     mutable std::mutex mu_;
-    std::map<std::vector<std::string>, std::unique_ptr<T>> series_;
+    // Ordered by label values; transparent, so a list of string_views finds a series directly.
+    struct LabelsLess {
+        using is_transparent = void;
+        template <class A, class B>
+        bool operator()(const A& a, const B& b) const {
+            return std::lexicographical_compare(a.begin(), a.end(), b.begin(), b.end(), [](const auto& x, const auto& y) {
+                return std::string_view(x) < std::string_view(y);
+            });
+        }
+    };
+    std::map<std::vector<std::string>, std::unique_ptr<T>, LabelsLess> series_;
 };
 
 // Buckets for durations in seconds: 1 ms .. 60 s.
