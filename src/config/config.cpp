@@ -73,6 +73,14 @@ Duration as_duration(const toml::value& v, const std::string& key) {
                if (c.member.count() <= 0) bad(k, "must be positive");                           \
            },                                                                                   \
            [](const Config& c) { return format_duration(c.member); }}
+// A duration where 0 means "off".
+#define OUTBOXD_DUR_OR_OFF(path, member, reload, doc)                                           \
+    KeyRow{{path, "duration", format_duration(Config{}.member), reload, doc},                   \
+           [](Config& c, const toml::value& v, const std::string& k) {                          \
+               c.member = as_duration(v, k);                                                    \
+               if (c.member.count() < 0) bad(k, "must not be negative");                        \
+           },                                                                                   \
+           [](const Config& c) { return format_duration(c.member); }}
 
 const std::vector<KeyRow>& rows() {
     static const std::vector<KeyRow> table = {
@@ -85,6 +93,8 @@ const std::vector<KeyRow>& rows() {
                     "larger bodies are answered 413 without being read"),
         OUTBOXD_DUR("ingress.read_timeout", ingress.read_timeout, false,
                     "time a client has to send one whole request (slowloris guard)"),
+        OUTBOXD_DUR_OR_OFF("ingress.directory_cache_ttl", ingress.directory_cache_ttl, false,
+                    "how long a cached integration or region lookup may serve webhooks; 0s turns the cache off"),
         OUTBOXD_STR("ingress.tls_cert", ingress.tls_cert, false, "PEM certificate chain: serve HTTPS"),
         OUTBOXD_STR("ingress.tls_key", ingress.tls_key, false, "PEM private key for ingress.tls_cert"),
         OUTBOXD_STR("metrics.listen", metrics.listen, false, "host:port of /metrics, /healthz, /readyz"),

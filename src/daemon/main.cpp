@@ -83,9 +83,15 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
     db::Pool pool(cfg.database.url, cfg.database.pool_size, "outboxd-ingress");
     std::unique_ptr<outbox::OutboxWriter> writer;
     std::unique_ptr<ingress::Router> router;
+    std::unique_ptr<ingress::DirectoryCache> directory_cache;
+    std::unique_ptr<ingress::DirectoryListener> directory_listener;
     if (ingress_role) {
         writer = std::make_unique<outbox::OutboxWriter>(cfg.database.url, m);
-        router = std::make_unique<ingress::Router>(live, pool, *writer, m);
+        if (cfg.ingress.directory_cache_ttl.count() > 0) {
+            directory_cache = std::make_unique<ingress::DirectoryCache>(cfg.ingress.directory_cache_ttl);
+            directory_listener = std::make_unique<ingress::DirectoryListener>(cfg.database.url, *directory_cache);
+        }
+        router = std::make_unique<ingress::Router>(live, pool, *writer, m, directory_cache.get());
     }
 
     // Every in-flight shard run may hold a connection: keep that many idle per destination, or
@@ -127,6 +133,12 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
         routes.slow = [&](const ingress::Request& r) {
             if (r.path() == "/readyz") return ready();
             return router->handle(r).response;
+        };
+        // Webhooks whose lookups are all cached are routed on the I/O thread and answered after
+        // their group commit without holding a blocking-pool thread.
+        routes.async = [&](const ingress::Request& r, std::function<void(ingress::Response)> reply) {
+            if (r.path() == "/readyz") return false;
+            return router->handle_cached(r, [reply = std::move(reply)](ingress::Routed x) { reply(std::move(x.response)); });
         };
         routes.refused = [&m](int status, const std::string& why) {
             m.ingress_requests.with({"unknown", std::to_string(status)}).inc();

@@ -63,9 +63,28 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         return res;
     }
 
+    // Offers the request to routes.async; resumes with its reply, or with nullopt if it declined.
+    awaitable<std::optional<ingress::Response>> try_async(const ingress::Request& req) {
+        return asio::async_initiate<decltype(use_awaitable), void(std::optional<ingress::Response>)>(
+            [this, &req](auto handler) {
+                using Handler = decltype(handler);
+                // The reply may come from the outbox writer's thread: resume on the session's executor.
+                auto h = std::make_shared<Handler>(std::move(handler));
+                auto resume = [h](std::optional<ingress::Response> r) {
+                    auto ex = asio::get_associated_executor(*h);
+                    asio::post(ex, [h, r = std::move(r)]() mutable { std::move(*h)(std::move(r)); });
+                };
+                if (!routes.async(req, [resume](ingress::Response r) { resume(std::move(r)); })) resume(std::nullopt);
+            },
+            use_awaitable);
+    }
+
     awaitable<ingress::Response> answer(ingress::Request req) {
         if (routes.fast) {
             if (auto r = routes.fast(req)) co_return *r;
+        }
+        if (routes.async) {
+            if (auto r = co_await try_async(req)) co_return std::move(*r);
         }
         if (!routes.slow) co_return ingress::Response{404, "not found\n", "text/plain"};
         if (!pool) co_return routes.slow(req);

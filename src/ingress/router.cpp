@@ -24,9 +24,7 @@ bool valid_utf8(std::string_view s) {
 }
 }  // namespace
 
-Routed Router::handle(const Request& req) {
-    auto t0 = std::chrono::steady_clock::now();
-    Routed out = route(req);
+void Router::finish(std::string_view path, const Routed& out, std::chrono::steady_clock::time_point t0) {
     double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     metrics_.ingress_requests.with({out.provider, std::to_string(out.response.status)}).inc();
     metrics_.ingress_duration.with({out.provider}).observe(secs);
@@ -34,11 +32,68 @@ Routed Router::handle(const Request& req) {
         metrics_.ingress_rejected.with({out.provider, out.reason}).inc();
     if (out.response.status >= 400 || out.reason == "no_active_organization")
         spdlog::info("ingress: refused provider={} status={} reason={} path=\"{}\"", out.provider,
-                     out.response.status, out.reason, std::string(req.path()));
+                     out.response.status, out.reason, std::string(path));
+}
+
+Routed Router::handle(const Request& req) {
+    auto t0 = std::chrono::steady_clock::now();
+    Routed out = route(req);
+    finish(req.path(), out, t0);
     return out;
 }
 
-Routed Router::route(const Request& req) {
+bool Router::handle_cached(const Request& req, std::function<void(Routed)> done) {
+    if (!cache_ || !cache_->enabled()) return false;
+    auto t0 = std::chrono::steady_clock::now();
+    Target t;
+    if (auto early = precheck(req, t)) {
+        finish(req.path(), *early, t0);
+        done(std::move(*early));
+        return true;
+    }
+    Prepared p;
+    try {
+        CachedOnlyDirectory dir(*cache_);
+        p = prepare(req, t, dir, [this](std::int64_t id) {
+            if (auto hit = cache_->active_regions(id)) return *hit;
+            throw CacheMiss{};
+        });
+    } catch (const CacheMiss&) {
+        return false;
+    }
+    if (p.rows.empty()) {
+        finish(req.path(), p.routed, t0);
+        done(std::move(p.routed));
+        return true;
+    }
+    // The answer waits for COMMIT, but no thread does: the writer calls back after its flush.
+    auto routed = std::make_shared<Routed>(std::move(p.routed));
+    writer_.write_async(std::move(p.rows), [this, routed, path = std::string(req.path()), t0,
+                                             done = std::move(done)](outbox::WriteStatus s) {
+        stored(*routed, s);
+        finish(path, *routed, t0);
+        done(std::move(*routed));
+    });
+    return true;
+}
+
+void Router::stored(Routed& out, outbox::WriteStatus status) {
+    switch (status) {
+        case outbox::WriteStatus::committed:
+            out.reason = "stored";
+            return;
+        case outbox::WriteStatus::shutting_down:
+            out.response = {503, "shutting down, retry later\n", "text/plain"};
+            out.reason = "shutting_down";
+            return;
+        case outbox::WriteStatus::failed:
+            break;
+    }
+    out.response = {503, "could not persist the webhook, retry later\n", "text/plain"};
+    out.reason = "db_error";
+}
+
+std::optional<Routed> Router::precheck(const Request& req, Target& t) {
     Routed out;
     out.provider = "unknown";
     auto path = req.path();
@@ -50,16 +105,16 @@ Routed Router::route(const Request& req) {
     auto rest = path.substr(kPrefix.size());
     auto slash = rest.find('/');
     std::string name(rest.substr(0, slash));
-    std::string_view sub = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    t.sub = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
     for (auto& c : name)
         if (c == '-') c = '_';
-    const Provider* provider = find_provider(name);
-    if (!provider) {
+    t.provider = find_provider(name);
+    if (!t.provider) {
         out.response = not_found().response;
         out.reason = "unknown_provider";
         return out;
     }
-    out.provider = provider->name;
+    out.provider = t.provider->name;
 
     // Stored headers and paths are JSON text in the database: refuse what is not UTF-8 up front.
     bool headers_ok = valid_utf8(req.target);
@@ -69,45 +124,33 @@ Routed Router::route(const Request& req) {
         out.reason = "bad_encoding";
         return out;
     }
+    return std::nullopt;
+}
 
-    auto lease = pool_.acquire(std::chrono::seconds(2));
-    if (!lease) {
-        metrics_.db_pool_timeouts.get().inc();
-        out.response = {503, "database busy, retry later\n", "text/plain"};
-        out.reason = "db_busy";
-        return out;
-    }
-    Decision d;
+Router::Prepared Router::prepare(const Request& req, const Target& t, Directory& dir,
+                                 const std::function<std::vector<std::string>(std::int64_t)>& regions_of) {
+    Prepared p;
+    Routed& out = p.routed;
+    out.provider = t.provider->name;
+    const Provider* provider = t.provider;
+    const std::string_view sub = t.sub;
+    auto cfg = live_.get();  // provider secrets may change on SIGHUP
+    Context ctx{dir, *cfg};
+    Decision d = provider->parse(req, sub, ctx);
     std::vector<std::string> regions;
-    try {
-        if (!(*lease)->ok()) (*lease)->reset();
-        PgDirectory dir(**lease);
-        auto cfg = live_.get();  // provider secrets may change on SIGHUP
-        Context ctx{dir, *cfg};
-        d = provider->parse(req, sub, ctx);
-        if (d.store) {
-            if (d.region) regions.push_back(*d.region);
-            else if (d.integration_id) regions = active_regions(**lease, *d.integration_id);
-            if (d.fanout == Fanout::first_region && regions.size() > 1) regions.resize(1);
-        }
-    } catch (const db::Error& e) {
-        metrics_.db_errors.with({"ingress"}).inc();
-        spdlog::error("ingress: lookup failed provider={} sqlstate={} error=\"{}\"", out.provider, e.sqlstate(), e.what());
-        out.response = {503, "database unavailable, retry later\n", "text/plain"};
-        out.reason = "db_error";
-        return out;
+    if (d.store) {
+        if (d.region) regions.push_back(*d.region);
+        else if (d.integration_id) regions = regions_of(*d.integration_id);
+        if (d.fanout == Fanout::first_region && regions.size() > 1) regions.resize(1);
     }
-    lease.reset();
-
     out.response = d.response;
     out.reason = d.reason;
-    if (!d.store) return out;
+    if (!d.store) return p;
     if (regions.empty()) {
         // The provider must not retry forever for an integration nobody uses: 2xx, counted.
         out.reason = "no_active_organization";
-        return out;
+        return p;
     }
-    std::vector<outbox::NewRow> rows;
     auto headers = forwardable_headers(req.headers);
     for (const auto& region : regions) {
         outbox::NewRow r;
@@ -119,23 +162,55 @@ Routed Router::route(const Request& req) {
         r.path = req.target;
         r.headers = headers;
         r.body = req.body;
-        rows.push_back(std::move(r));
+        p.rows.push_back(std::move(r));
     }
-    out.rows = rows.size();
-    switch (writer_.write_and_wait(std::move(rows))) {
-        case outbox::WriteStatus::committed:
-            out.reason = "stored";
-            return out;
-        case outbox::WriteStatus::shutting_down:
-            out.response = {503, "shutting down, retry later\n", "text/plain"};
-            out.reason = "shutting_down";
-            return out;
-        case outbox::WriteStatus::failed:
-            break;
+    out.rows = p.rows.size();
+    return p;
+}
+
+Routed Router::route(const Request& req) {
+    Target t;
+    if (auto early = precheck(req, t)) return *early;
+    auto lease = pool_.acquire(std::chrono::seconds(2));
+    if (!lease) {
+        metrics_.db_pool_timeouts.get().inc();
+        Routed out;
+        out.provider = t.provider->name;
+        out.response = {503, "database busy, retry later\n", "text/plain"};
+        out.reason = "db_busy";
+        return out;
     }
-    out.response = {503, "could not persist the webhook, retry later\n", "text/plain"};
-    out.reason = "db_error";
-    return out;
+    Prepared p;
+    try {
+        if (!(*lease)->ok()) (*lease)->reset();
+        PgDirectory pg(**lease);
+        std::optional<CachingDirectory> caching;
+        Directory* dir = &pg;
+        if (cache_) dir = &caching.emplace(pg, *cache_);
+        db::Connection& conn = **lease;
+        p = prepare(req, t, *dir, [this, &conn](std::int64_t id) {
+            if (cache_) {
+                if (auto hit = cache_->active_regions(id)) return *hit;
+                auto gen = cache_->generation();
+                auto regions = active_regions(conn, id);
+                cache_->store_active_regions(gen, id, regions);
+                return regions;
+            }
+            return active_regions(conn, id);
+        });
+    } catch (const db::Error& e) {
+        metrics_.db_errors.with({"ingress"}).inc();
+        Routed out;
+        out.provider = t.provider->name;
+        spdlog::error("ingress: lookup failed provider={} sqlstate={} error=\"{}\"", out.provider, e.sqlstate(), e.what());
+        out.response = {503, "database unavailable, retry later\n", "text/plain"};
+        out.reason = "db_error";
+        return out;
+    }
+    lease.reset();
+    if (p.rows.empty()) return std::move(p.routed);
+    stored(p.routed, writer_.write_and_wait(std::move(p.rows)));
+    return std::move(p.routed);
 }
 
 }  // namespace outboxd::ingress

@@ -13,20 +13,20 @@
 namespace outboxd::outbox {
 namespace {
 
-// Locks every mailbox written (in hash order, so two writers cannot deadlock), then inserts all
-// rows from one JSON array. Ids are assigned in array order, i.e. request order.
-constexpr const char* kLockMailboxes = R"(
-SELECT pg_advisory_xact_lock(7401, h)
-FROM (SELECT DISTINCT hashtext(m) AS h FROM unnest($1::text[]) AS m ORDER BY 1) s)";
-
+// One statement, one round trip, its own transaction: the InitPlan in WHERE takes the ordering
+// lock of every mailbox written (in hash order, so two writers cannot deadlock) before the first
+// row is produced, i.e. before any id is drawn; the locks are held until the statement's commit.
+// Ids are assigned in array order, i.e. request order.
 constexpr const char* kInsertRows = R"(
 INSERT INTO control_outbox (region_name, mailbox_name, category, provider, integration_id,
                             request_method, request_path, request_headers, request_body, target_url)
 SELECT r.region_name, r.mailbox_name, r.category, r.provider, r.integration_id,
        r.request_method, r.request_path, r.request_headers, decode(r.body_hex, 'hex'), r.target_url
-FROM jsonb_to_recordset($1::jsonb)
+FROM jsonb_to_recordset($2::jsonb)
      AS r(n bigint, region_name text, mailbox_name text, category text, provider text, integration_id bigint,
           request_method text, request_path text, request_headers jsonb, body_hex text, target_url text)
+WHERE (SELECT count(pg_advisory_xact_lock(7401, h))
+       FROM (SELECT DISTINCT hashtext(m) AS h FROM unnest($1::text[]) AS m ORDER BY 1) s) >= 0
 ORDER BY r.n)";
 
 constexpr const char* kNotify = "BEGIN; SET LOCAL synchronous_commit = off; NOTIFY outboxd_outbox; COMMIT";
@@ -89,18 +89,23 @@ void OutboxWriter::stop() {
 }
 
 std::future<WriteStatus> OutboxWriter::write(std::vector<NewRow> rows) {
-    Pending p{std::move(rows), {}};
-    auto f = p.done.get_future();
+    auto promise = std::make_shared<std::promise<WriteStatus>>();
+    auto f = promise->get_future();
+    write_async(std::move(rows), [promise](WriteStatus s) { promise->set_value(s); });
+    return f;
+}
+
+void OutboxWriter::write_async(std::vector<NewRow> rows, std::function<void(WriteStatus)> done) {
     {
-        std::lock_guard lk(mu_);
+        std::unique_lock lk(mu_);
         if (stopping_) {
-            p.done.set_value(WriteStatus::shutting_down);
-            return f;
+            lk.unlock();
+            done(WriteStatus::shutting_down);
+            return;
         }
-        queue_.push_back(std::move(p));
+        queue_.push_back(Pending{std::move(rows), std::move(done)});
     }
     cv_.notify_one();
-    return f;
 }
 
 void OutboxWriter::run() {
@@ -129,10 +134,7 @@ void OutboxWriter::insert(const std::vector<const NewRow*>& rows) {
     auto& c = *db_->conn;
     std::vector<std::string> mailboxes;  // duplicates are fine: the lock statement takes DISTINCT
     for (const auto* r : rows) mailboxes.push_back(r->mailbox);
-    db::Transaction tx(c);
-    c.exec_prepared("outbox_lock_mailboxes", kLockMailboxes, db::Params(db::array_literal(mailboxes)));
-    c.exec_prepared("outbox_insert_rows", kInsertRows, db::Params(rows_to_json(rows)));
-    tx.commit();
+    c.exec_prepared("outbox_insert_rows", kInsertRows, db::Params(db::array_literal(mailboxes), rows_to_json(rows)));
     // The rows are durable; the wake-up is only a hint (drainers poll too), so its own tiny
     // transaction skips the WAL flush and holds the notify lock for microseconds.
     try {
@@ -155,7 +157,7 @@ void OutboxWriter::flush(std::vector<Pending>& batch) {
         metrics_.commit_batch.get().observe(static_cast<double>(batch.size()));
         for (auto& p : batch) {
             count_enqueued(p);
-            p.done.set_value(WriteStatus::committed);
+            p.done(WriteStatus::committed);
         }
         return;
     } catch (const db::Error& e) {
@@ -164,7 +166,7 @@ void OutboxWriter::flush(std::vector<Pending>& batch) {
             spdlog::error("outbox_writer: commit failed rows_requests={} sqlstate={} error=\"{}\"", batch.size(),
                           e.sqlstate(), e.what());
             if (e.connection_lost()) db_->conn.reset();
-            for (auto& p : batch) p.done.set_value(WriteStatus::failed);
+            for (auto& p : batch) p.done(WriteStatus::failed);
             return;
         }
         spdlog::warn("outbox_writer: group commit failed, retrying one by one sqlstate={} error=\"{}\"", e.sqlstate(),
@@ -172,7 +174,7 @@ void OutboxWriter::flush(std::vector<Pending>& batch) {
     } catch (const std::exception& e) {
         spdlog::error("outbox_writer: commit failed error=\"{}\"", e.what());
         db_->conn.reset();
-        for (auto& p : batch) p.done.set_value(WriteStatus::failed);
+        for (auto& p : batch) p.done(WriteStatus::failed);
         return;
     }
     // A data error in one request must not fail its neighbours: commit each on its own.
@@ -183,11 +185,11 @@ void OutboxWriter::flush(std::vector<Pending>& batch) {
             if (!db_->conn || !db_->conn->ok()) connect();
             if (!rows.empty()) insert(rows);
             count_enqueued(p);
-            p.done.set_value(WriteStatus::committed);
+            p.done(WriteStatus::committed);
         } catch (const std::exception& e) {
             spdlog::error("outbox_writer: commit failed error=\"{}\"", e.what());
             if (db_->conn && !db_->conn->ok()) db_->conn.reset();
-            p.done.set_value(WriteStatus::failed);
+            p.done(WriteStatus::failed);
         }
     }
 }

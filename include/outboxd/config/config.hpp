@@ -26,6 +26,7 @@ struct Config {
         std::string listen = "127.0.0.1:8080";
         std::int64_t max_body_bytes = 1048576;
         Duration read_timeout{std::chrono::seconds(30)};
+        Duration directory_cache_ttl{std::chrono::seconds(30)};
         std::string tls_cert;
         std::string tls_key;
     } ingress;

@@ -28,6 +28,10 @@ struct ServerOptions {
 struct Routes {
     std::function<std::optional<ingress::Response>(const ingress::Request&)> fast;
     std::function<ingress::Response(const ingress::Request&)> slow;
+    // Tried on the I/O thread before `slow`, must not block: returns false to decline (the request
+    // goes to `slow` on the blocking pool), or true and then calls `reply` exactly once, from any
+    // thread, possibly before returning.
+    std::function<bool(const ingress::Request&, std::function<void(ingress::Response)> reply)> async;
     // Told about requests refused before routing, for metrics: 413 body too large, 431 headers too
     // large, 400 malformed, 408 a request not completed within the read timeout (slowloris).
     std::function<void(int status, const std::string& why)> refused;

@@ -5,6 +5,7 @@
 
 #include "outboxd/config/config.hpp"
 #include "outboxd/db/connection.hpp"
+#include "outboxd/ingress/directory_cache.hpp"
 #include "outboxd/ingress/parser.hpp"
 #include "outboxd/metrics/metrics.hpp"
 #include "outboxd/outbox/outbox_writer.hpp"
@@ -37,18 +38,41 @@ struct Routed {
 
 class Router {
 public:
-    Router(config::LiveConfig& live, db::Pool& pool, outbox::OutboxWriter& writer, metrics::Metrics& m)
-        : live_(live), pool_(pool), writer_(writer), metrics_(m) {}
+    // `cache` (optional) serves integration and region lookups from memory; see directory_cache.hpp.
+    Router(config::LiveConfig& live, db::Pool& pool, outbox::OutboxWriter& writer, metrics::Metrics& m,
+           DirectoryCache* cache = nullptr)
+        : live_(live), pool_(pool), writer_(writer), metrics_(m), cache_(cache) {}
 
     // Blocking (database lookups and the commit): run it off the I/O threads.
     Routed handle(const Request& req);
+    // The fast path, for the I/O threads: when every lookup the webhook needs is cached, routes it
+    // without blocking and calls `done` once answered (after COMMIT, from the writer's thread, for
+    // stored webhooks). Returns false, having done nothing, when something is not cached: then
+    // call handle() off the I/O threads.
+    bool handle_cached(const Request& req, std::function<void(Routed)> done);
 
 private:
+    struct Target {
+        const Provider* provider = nullptr;
+        std::string_view sub;  // the path below /extensions/{provider}/
+    };
+    struct Prepared {
+        Routed routed;
+        std::vector<outbox::NewRow> rows;  // empty: answer routed.response, store nothing
+    };
+    // Answers what needs no parser (unknown paths and providers, bad encodings), else names the
+    // provider in `t`.
+    std::optional<Routed> precheck(const Request& req, Target& t);
+    Prepared prepare(const Request& req, const Target& t, Directory& dir,
+                     const std::function<std::vector<std::string>(std::int64_t)>& regions_of);
+    void stored(Routed& out, outbox::WriteStatus status);
+    void finish(std::string_view path, const Routed& out, std::chrono::steady_clock::time_point t0);
     Routed route(const Request& req);
     config::LiveConfig& live_;
     db::Pool& pool_;
     outbox::OutboxWriter& writer_;
     metrics::Metrics& metrics_;
+    DirectoryCache* cache_;
 };
 
 }  // namespace outboxd::ingress

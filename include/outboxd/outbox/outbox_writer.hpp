@@ -4,6 +4,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -41,12 +42,15 @@ public:
     std::future<WriteStatus> write(std::vector<NewRow> rows);
     // Convenience: write and wait.
     WriteStatus write_and_wait(std::vector<NewRow> rows) { return write(std::move(rows)).get(); }
+    // Queues the rows of one request; `done` runs on the writer's thread after COMMIT (or failure),
+    // so it must only hand the result on (post it to an executor), never block.
+    void write_async(std::vector<NewRow> rows, std::function<void(WriteStatus)> done);
     void stop();
 
 private:
     struct Pending {
         std::vector<NewRow> rows;
-        std::promise<WriteStatus> done;
+        std::function<void(WriteStatus)> done;
     };
     void run();
     void flush(std::vector<Pending>& batch);
