@@ -89,7 +89,8 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
         writer = std::make_unique<outbox::OutboxWriter>(cfg.database.url, m);
         if (cfg.ingress.directory_cache_ttl.count() > 0) {
             directory_cache = std::make_unique<ingress::DirectoryCache>(cfg.ingress.directory_cache_ttl);
-            directory_listener = std::make_unique<ingress::DirectoryListener>(cfg.database.url, *directory_cache);
+            directory_listener = std::make_unique<ingress::DirectoryListener>(cfg.database.url, *directory_cache,
+                                                                               &m.directory_invalidations.get());
         }
         router = std::make_unique<ingress::Router>(live, pool, *writer, m, directory_cache.get());
     }

@@ -118,8 +118,8 @@ std::optional<std::string> CachingDirectory::organization_region(std::int64_t or
 
 // --------------------------------------------------------------------------------------------
 
-DirectoryListener::DirectoryListener(std::string conninfo, DirectoryCache& cache)
-    : conninfo_(std::move(conninfo)), cache_(cache) {
+DirectoryListener::DirectoryListener(std::string conninfo, DirectoryCache& cache, metrics::Counter* invalidations)
+    : conninfo_(std::move(conninfo)), cache_(cache), invalidations_(invalidations) {
     wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     thread_ = std::thread([this] { run(); });
 }
@@ -148,13 +148,17 @@ void DirectoryListener::run() {
                 conn->exec("LISTEN outboxd_directory");
                 // Listening now: whatever changed before is dropped, whatever changes next is heard.
                 cache_.invalidate(true);
+                if (invalidations_) invalidations_->inc();
                 if (down) spdlog::info("ingress: directory cache on again (listening for changes)");
                 down = false;
                 backoff = std::chrono::milliseconds(100);
             }
             pollfd fds[2] = {{conn->socket(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
             if (::poll(fds, 2, 1000) > 0 && (fds[0].revents & (POLLIN | POLLERR | POLLHUP))) {
-                if (!conn->notifications().empty()) cache_.invalidate(true);
+                if (!conn->notifications().empty()) {
+                    cache_.invalidate(true);
+                    if (invalidations_) invalidations_->inc();
+                }
             }
         } catch (const std::exception& e) {
             cache_.invalidate(false);

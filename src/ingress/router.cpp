@@ -59,8 +59,10 @@ bool Router::handle_cached(const Request& req, std::function<void(Routed)> done)
             throw CacheMiss{};
         });
     } catch (const CacheMiss&) {
+        metrics_.directory_lookups.with({"miss"}).inc();
         return false;
     }
+    metrics_.directory_lookups.with({"hit"}).inc();
     if (p.rows.empty()) {
         finish(req.path(), p.routed, t0);
         done(std::move(p.routed));

@@ -19,6 +19,7 @@
 
 #include "outboxd/db/connection.hpp"
 #include "outboxd/ingress/parser.hpp"
+#include "outboxd/metrics/registry.hpp"
 
 namespace outboxd::ingress {
 
@@ -73,7 +74,7 @@ private:
 // connect (whatever changed while it was away) and while disconnected.
 class DirectoryListener {
 public:
-    DirectoryListener(std::string conninfo, DirectoryCache& cache);
+    DirectoryListener(std::string conninfo, DirectoryCache& cache, metrics::Counter* invalidations = nullptr);
     ~DirectoryListener();
     void stop();
 
@@ -81,6 +82,7 @@ private:
     void run();
     std::string conninfo_;
     DirectoryCache& cache_;
+    metrics::Counter* invalidations_;
     std::atomic<bool> stopping_{false};
     int wake_fd_ = -1;
     std::thread thread_;

@@ -15,6 +15,13 @@ struct Metrics {
     Family<Histogram>& ingress_duration = registry.histogram(
         "outboxd_ingress_duration_seconds", "Time from request read to answer (includes the commit).", {"provider"},
         latency_buckets());
+    Family<Counter>& directory_lookups = registry.counter(
+        "outboxd_ingress_directory_cache_total",
+        "Webhooks by how their integration and region lookups were answered: hit (memory), miss (database).",
+        {"result"});
+    Family<Counter>& directory_invalidations = registry.counter(
+        "outboxd_ingress_directory_cache_invalidations_total",
+        "Times the lookup cache was dropped: a change to the directory tables, or the listening session (re)connecting.");
     Family<Counter>& enqueued = registry.counter("outboxd_enqueued_total", "Outbox rows committed, by region.", {"region"});
     Family<Counter>& deliveries = registry.counter(
         "outboxd_deliveries_total", "Delivery attempts by region and outcome (delivered, retry, dead).",
