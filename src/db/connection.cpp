@@ -33,6 +33,48 @@ Params& Params::null() {
     return *this;
 }
 
+namespace {
+void put_u32(std::string& out, std::uint32_t v) {
+    char b[4] = {static_cast<char>(v >> 24), static_cast<char>(v >> 16), static_cast<char>(v >> 8), static_cast<char>(v)};
+    out.append(b, 4);
+}
+}  // namespace
+
+BinaryArray& BinaryArray::add(std::optional<std::string_view> element) {
+    ++count_;
+    if (!element) {
+        has_null_ = true;
+        put_u32(elements_, 0xffffffffu);  // length -1: NULL
+        return *this;
+    }
+    put_u32(elements_, static_cast<std::uint32_t>(element->size()));
+    elements_.append(*element);
+    return *this;
+}
+
+BinaryArray& BinaryArray::add(std::optional<std::int64_t> element) {
+    if (!element) return add(std::optional<std::string_view>{});
+    auto v = static_cast<std::uint64_t>(*element);
+    std::string be;
+    put_u32(be, static_cast<std::uint32_t>(v >> 32));
+    put_u32(be, static_cast<std::uint32_t>(v));
+    return add(std::optional<std::string_view>(be));
+}
+
+std::string BinaryArray::encode() const {
+    std::string out;
+    out.reserve(20 + elements_.size());
+    put_u32(out, count_ ? 1 : 0);  // dimensions (an empty array has none)
+    put_u32(out, has_null_ ? 1 : 0);
+    put_u32(out, oid_);
+    if (count_) {
+        put_u32(out, static_cast<std::uint32_t>(count_));
+        put_u32(out, 1);  // lower bound
+    }
+    out += elements_;
+    return out;
+}
+
 const char* const* Params::values() const {
     ptrs_.clear();
     for (const auto& v : values_) ptrs_.push_back(v ? v->data() : nullptr);

@@ -1,6 +1,8 @@
-// Group commit of outbox rows. One writer thread owns one connection: whatever requests queued
-// while the previous transaction was committing go into the next one, so throughput grows with
-// load while each request still waits for its own COMMIT before the provider is answered.
+// Group commit of outbox rows. A few writer threads, each owning one connection, take whatever
+// requests queued up as one transaction; while one waits for its commit's WAL flush, the next
+// gathers the following batch, so throughput grows with load while each request still waits for
+// its own COMMIT before the provider is answered. Mailbox ordering across sessions comes from the
+// per-mailbox advisory locks in the insert statement, not from there being one writer.
 #include "outboxd/outbox/outbox_writer.hpp"
 
 #include <spdlog/spdlog.h>
@@ -16,64 +18,57 @@ namespace {
 // One statement, one round trip, its own transaction: the InitPlan in WHERE takes the ordering
 // lock of every mailbox written (in hash order, so two writers cannot deadlock) before the first
 // row is produced, i.e. before any id is drawn; the locks are held until the statement's commit.
-// Ids are assigned in array order, i.e. request order.
+// The rows arrive as one binary array per column (bodies are bytes, nothing to parse); ids are
+// assigned in array order, i.e. request order.
 constexpr const char* kInsertRows = R"(
 INSERT INTO control_outbox (region_name, mailbox_name, category, provider, integration_id,
                             request_method, request_path, request_headers, request_body, target_url)
 SELECT r.region_name, r.mailbox_name, r.category, r.provider, r.integration_id,
-       r.request_method, r.request_path, r.request_headers, decode(r.body_hex, 'hex'), r.target_url
-FROM jsonb_to_recordset($2::jsonb)
-     AS r(n bigint, region_name text, mailbox_name text, category text, provider text, integration_id bigint,
-          request_method text, request_path text, request_headers jsonb, body_hex text, target_url text)
+       r.request_method, r.request_path, r.request_headers::jsonb, r.request_body, r.target_url
+FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[],
+            $7::text[], $8::text[], $9::text[], $10::bytea[], $11::text[]) WITH ORDINALITY
+     AS r(region_name, mailbox_name, category, provider, integration_id,
+          request_method, request_path, request_headers, request_body, target_url, n)
 WHERE (SELECT count(pg_advisory_xact_lock(7401, h))
        FROM (SELECT DISTINCT hashtext(m) AS h FROM unnest($1::text[]) AS m ORDER BY 1) s) >= 0
 ORDER BY r.n)";
 
 constexpr const char* kNotify = "BEGIN; SET LOCAL synchronous_commit = off; NOTIFY outboxd_outbox; COMMIT";
 
-std::string hex(std::string_view s) {
-    static const char* d = "0123456789abcdef";
-    std::string out(s.size() * 2, '0');
-    for (std::size_t i = 0; i < s.size(); ++i) {
-        auto c = static_cast<unsigned char>(s[i]);
-        out[2 * i] = d[c >> 4];
-        out[2 * i + 1] = d[c & 15];
-    }
-    return out;
-}
-
 }  // namespace
 
-std::string rows_to_json(const std::vector<const NewRow*>& rows) {
-    boost::json::array arr;
-    arr.reserve(rows.size());
+db::Params insert_params(const std::vector<const NewRow*>& rows) {
+    auto opt = [](const std::optional<std::string>& v) {
+        return v ? std::optional<std::string_view>(*v) : std::optional<std::string_view>();
+    };
+    auto region = db::BinaryArray::text(), mailbox = db::BinaryArray::text(), category = db::BinaryArray::text(),
+         provider = db::BinaryArray::text(), integration = db::BinaryArray::int8(), method = db::BinaryArray::text(),
+         path = db::BinaryArray::text(), headers = db::BinaryArray::text(), body = db::BinaryArray::bytea(),
+         target = db::BinaryArray::text(), locks = db::BinaryArray::text();
     for (const auto* r : rows) {
-        boost::json::object o;
-        o["n"] = arr.size();
-        o["region_name"] = r->region ? boost::json::value(*r->region) : nullptr;
-        o["mailbox_name"] = r->mailbox;
-        o["category"] = r->category;
-        o["provider"] = r->provider ? boost::json::value(*r->provider) : nullptr;
-        o["integration_id"] = r->integration_id ? boost::json::value(*r->integration_id) : nullptr;
-        o["request_method"] = r->method;
-        o["request_path"] = r->path;
+        region.add(opt(r->region));
+        mailbox.add(std::optional<std::string_view>(r->mailbox));
+        category.add(std::optional<std::string_view>(r->category));
+        provider.add(opt(r->provider));
+        integration.add(r->integration_id);
+        method.add(std::optional<std::string_view>(r->method));
+        path.add(std::optional<std::string_view>(r->path));
         boost::json::array hs;
         for (const auto& [k, v] : r->headers) hs.push_back(boost::json::array{boost::json::string(k), boost::json::string(v)});
-        o["request_headers"] = std::move(hs);
-        o["body_hex"] = hex(r->body);
-        o["target_url"] = r->target_url ? boost::json::value(*r->target_url) : nullptr;
-        arr.push_back(std::move(o));
+        headers.add(std::optional<std::string_view>(boost::json::serialize(hs)));
+        body.add(std::optional<std::string_view>(r->body));
+        target.add(opt(r->target_url));
+        locks.add(std::optional<std::string_view>(r->mailbox));  // duplicates are fine: the lock takes DISTINCT
     }
-    return boost::json::serialize(arr);
+    db::Params p;
+    for (auto* a : {&locks, &region, &mailbox, &category, &provider, &integration, &method, &path, &headers, &body, &target})
+        p.bytes(a->encode());
+    return p;
 }
 
-struct OutboxWriter::Db {
-    std::optional<db::Connection> conn;
-};
-
-OutboxWriter::OutboxWriter(std::string conninfo, metrics::Metrics& m, std::size_t max_batch)
-    : conninfo_(std::move(conninfo)), metrics_(m), max_batch_(max_batch), db_(std::make_unique<Db>()) {
-    thread_ = std::thread([this] { run(); });
+OutboxWriter::OutboxWriter(std::string conninfo, metrics::Metrics& m, std::size_t max_batch, int sessions)
+    : conninfo_(std::move(conninfo)), metrics_(m), max_batch_(max_batch) {
+    for (int i = 0; i < std::max(1, sessions); ++i) threads_.emplace_back([this] { run(); });
 }
 
 OutboxWriter::~OutboxWriter() { stop(); }
@@ -81,11 +76,11 @@ OutboxWriter::~OutboxWriter() { stop(); }
 void OutboxWriter::stop() {
     {
         std::lock_guard lk(mu_);
-        if (stopping_ && !thread_.joinable()) return;
         stopping_ = true;
     }
     cv_.notify_all();
-    if (thread_.joinable()) thread_.join();
+    for (auto& t : threads_)
+        if (t.joinable()) t.join();
 }
 
 std::future<WriteStatus> OutboxWriter::write(std::vector<NewRow> rows) {
@@ -109,6 +104,7 @@ void OutboxWriter::write_async(std::vector<NewRow> rows, std::function<void(Writ
 }
 
 void OutboxWriter::run() {
+    Session session;
     while (true) {
         std::vector<Pending> batch;
         {
@@ -120,21 +116,19 @@ void OutboxWriter::run() {
                 queue_.pop_front();
             }
         }
-        flush(batch);
+        flush(session, batch);
     }
 }
 
-void OutboxWriter::connect() {
-    db_->conn.emplace(conninfo_, "outboxd-writer");
+void OutboxWriter::connect(Session& s) {
+    s.emplace(conninfo_, "outboxd-writer");
     // This session wakes drainers itself after each commit (see sql/005_deferred_notify.sql).
-    db_->conn->exec("SET outboxd.defer_notify = on");
+    s->exec("SET outboxd.defer_notify = on");
 }
 
-void OutboxWriter::insert(const std::vector<const NewRow*>& rows) {
-    auto& c = *db_->conn;
-    std::vector<std::string> mailboxes;  // duplicates are fine: the lock statement takes DISTINCT
-    for (const auto* r : rows) mailboxes.push_back(r->mailbox);
-    c.exec_prepared("outbox_insert_rows", kInsertRows, db::Params(db::array_literal(mailboxes), rows_to_json(rows)));
+void OutboxWriter::insert(Session& s, const std::vector<const NewRow*>& rows) {
+    auto& c = *s;
+    c.exec_prepared("outbox_insert_rows", kInsertRows, insert_params(rows));
     // The rows are durable; the wake-up is only a hint (drainers poll too), so its own tiny
     // transaction skips the WAL flush and holds the notify lock for microseconds.
     try {
@@ -144,16 +138,16 @@ void OutboxWriter::insert(const std::vector<const NewRow*>& rows) {
     }
 }
 
-void OutboxWriter::flush(std::vector<Pending>& batch) {
+void OutboxWriter::flush(Session& s, std::vector<Pending>& batch) {
     auto count_enqueued = [&](const Pending& p) {
         for (const auto& r : p.rows) metrics_.enqueued.with({r.region.value_or("none")}).inc();
     };
     try {
-        if (!db_->conn || !db_->conn->ok()) connect();
+        if (!s || !s->ok()) connect(s);
         std::vector<const NewRow*> all;
         for (const auto& p : batch)
             for (const auto& r : p.rows) all.push_back(&r);
-        if (!all.empty()) insert(all);
+        if (!all.empty()) insert(s, all);
         metrics_.commit_batch.get().observe(static_cast<double>(batch.size()));
         for (auto& p : batch) {
             count_enqueued(p);
@@ -165,7 +159,7 @@ void OutboxWriter::flush(std::vector<Pending>& batch) {
         if (e.connection_lost() || batch.size() == 1) {
             spdlog::error("outbox_writer: commit failed rows_requests={} sqlstate={} error=\"{}\"", batch.size(),
                           e.sqlstate(), e.what());
-            if (e.connection_lost()) db_->conn.reset();
+            if (e.connection_lost()) s.reset();
             for (auto& p : batch) p.done(WriteStatus::failed);
             return;
         }
@@ -173,7 +167,7 @@ void OutboxWriter::flush(std::vector<Pending>& batch) {
                      e.what());
     } catch (const std::exception& e) {
         spdlog::error("outbox_writer: commit failed error=\"{}\"", e.what());
-        db_->conn.reset();
+        s.reset();
         for (auto& p : batch) p.done(WriteStatus::failed);
         return;
     }
@@ -182,13 +176,13 @@ void OutboxWriter::flush(std::vector<Pending>& batch) {
         try {
             std::vector<const NewRow*> rows;
             for (const auto& r : p.rows) rows.push_back(&r);
-            if (!db_->conn || !db_->conn->ok()) connect();
-            if (!rows.empty()) insert(rows);
+            if (!s || !s->ok()) connect(s);
+            if (!rows.empty()) insert(s, rows);
             count_enqueued(p);
             p.done(WriteStatus::committed);
         } catch (const std::exception& e) {
             spdlog::error("outbox_writer: commit failed error=\"{}\"", e.what());
-            if (db_->conn && !db_->conn->ok()) db_->conn.reset();
+            if (s && !s->ok()) s.reset();
             p.done(WriteStatus::failed);
         }
     }

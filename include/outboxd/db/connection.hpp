@@ -65,6 +65,27 @@ std::string array_literal(const std::vector<std::int64_t>& items);
 
 enum class ResultFormat { text, binary };
 
+// One-dimensional arrays in PostgreSQL's binary format, sent with Params::bytes() for a
+// `$n::text[]`, `$n::bytea[]` or `$n::bigint[]` parameter: the server copies the elements without
+// parsing or unescaping anything (a batch of webhook bodies is megabytes). nullopt is NULL.
+class BinaryArray {
+public:
+    static BinaryArray text() { return BinaryArray(25); }
+    static BinaryArray bytea() { return BinaryArray(17); }
+    static BinaryArray int8() { return BinaryArray(20); }
+    BinaryArray& add(std::optional<std::string_view> element);
+    BinaryArray& add(std::optional<std::int64_t> element);  // int8 arrays only
+    // The wire form: header (dimensions, null flag, element type), then each length and element.
+    std::string encode() const;
+
+private:
+    explicit BinaryArray(std::uint32_t element_oid) : oid_(element_oid) {}
+    std::uint32_t oid_;
+    std::size_t count_ = 0;
+    bool has_null_ = false;
+    std::string elements_;
+};
+
 class Result {
 public:
     Result() = default;

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "outboxd/db/connection.hpp"
 #include "outboxd/ingress/request.hpp"
 #include "outboxd/metrics/metrics.hpp"
 
@@ -34,7 +35,9 @@ enum class WriteStatus { committed, failed, shutting_down };
 
 class OutboxWriter {
 public:
-    OutboxWriter(std::string conninfo, metrics::Metrics& m, std::size_t max_batch = 512);
+    // `sessions` writer threads, each with its own connection, take batches from one queue: while
+    // one session waits for its commit's WAL flush, the next gathers and sends the next batch.
+    OutboxWriter(std::string conninfo, metrics::Metrics& m, std::size_t max_batch = 512, int sessions = 2);
     ~OutboxWriter();
 
     // Queues the rows of one request; the future resolves after COMMIT (or failure). All rows of
@@ -52,10 +55,11 @@ private:
         std::vector<NewRow> rows;
         std::function<void(WriteStatus)> done;
     };
+    using Session = std::optional<db::Connection>;
     void run();
-    void flush(std::vector<Pending>& batch);
-    void insert(const std::vector<const NewRow*>& rows);
-    void connect();
+    void flush(Session& s, std::vector<Pending>& batch);
+    void insert(Session& s, const std::vector<const NewRow*>& rows);
+    void connect(Session& s);
 
     std::string conninfo_;
     metrics::Metrics& metrics_;
@@ -64,12 +68,10 @@ private:
     std::condition_variable cv_;
     std::deque<Pending> queue_;
     bool stopping_ = false;
-    std::thread thread_;
-    struct Db;
-    std::unique_ptr<Db> db_;
+    std::vector<std::thread> threads_;
 };
 
-// Serialises rows into the one JSON parameter the insert statement reads (body as hex).
-std::string rows_to_json(const std::vector<const NewRow*>& rows);
+// The insert statement's parameters: the mailboxes to lock, then one binary array per column.
+db::Params insert_params(const std::vector<const NewRow*>& rows);
 
 }  // namespace outboxd::outbox
