@@ -176,3 +176,26 @@ TEST(Claim, BinaryRowsCarryEveryByteAndEveryType) {
     EXPECT_FALSE(r.boolean(0, 6));
     EXPECT_EQ(r.text(0, 7), "x");
 }
+
+TEST(Claim, BinaryArraysRoundTripThroughPostgres) {
+    TestDatabase db("binary_arrays");
+    using outboxd::db::BinaryArray;
+    auto text = BinaryArray::text();
+    text.add(std::optional<std::string_view>("naïve"))
+        .add(std::optional<std::string_view>())
+        .add(std::optional<std::string_view>(""))
+        .add(std::optional<std::string_view>("a,\"b\"{c}"));
+    auto bytes = BinaryArray::bytea();
+    bytes.add(std::optional<std::string_view>(std::string_view("\x00\xff\\", 3)));
+    auto ints = BinaryArray::int8();
+    ints.add(std::optional<std::int64_t>(-5000000000)).add(std::optional<std::int64_t>()).add(std::optional<std::int64_t>(7));
+    Params p;
+    p.bytes(text.encode()).bytes(bytes.encode()).bytes(ints.encode()).bytes(BinaryArray::text().encode());
+    auto r = db.sql("SELECT array_to_json($1::text[])::text, encode(($2::bytea[])[1], 'hex'), $3::bigint[]::text, "
+                    "cardinality($4::text[])",
+                    p);
+    EXPECT_EQ(r.text(0, 0), R"(["naïve",null,"","a,\"b\"{c}"])");
+    EXPECT_EQ(r.text(0, 1), "00ff5c");
+    EXPECT_EQ(r.text(0, 2), "{-5000000000,NULL,7}");
+    EXPECT_EQ(r.text(0, 3), "0");
+}
