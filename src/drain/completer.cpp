@@ -39,7 +39,10 @@ FROM moved
 ON CONFLICT (id) DO UPDATE SET attempts = EXCLUDED.attempts, last_status = EXCLUDED.last_status,
     last_error = EXCLUDED.last_error, dead_at = EXCLUDED.dead_at, reason = EXCLUDED.reason)";
 
-constexpr const char* kRelease = "DELETE FROM outbox_lease WHERE shard_key = ANY($1::text[]) AND owner = $2";
+// Ends the lease in place (a HOT update; see sql/006_shard_lease.sql).
+constexpr const char* kRelease = R"(
+UPDATE outbox_lease SET owner = NULL, pid = NULL, until = NULL
+WHERE shard_key = ANY($1::text[]) AND owner = $2)";
 
 }  // namespace
 

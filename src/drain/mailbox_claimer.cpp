@@ -39,7 +39,8 @@ eligible AS (
     SELECT h.shard_key FROM heads h
     WHERE h.scheduled_for <= now()
       AND NOT EXISTS (SELECT 1 FROM outbox_lease l
-                      WHERE l.shard_key = h.shard_key AND l.until >= now() AND l.pid IN (SELECT pid FROM live))
+                      WHERE l.shard_key = h.shard_key AND l.owner IS NOT NULL
+                        AND l.until >= now() AND l.pid IN (SELECT pid FROM live))
       AND NOT EXISTS (SELECT 1 FROM outbox_pause p
                       WHERE (p.kind = 'mailbox' AND p.name = h.mailbox_name)
                          OR (p.kind = 'region' AND p.name = h.region_name))
@@ -54,7 +55,7 @@ SELECT shard_key, $1, pg_backend_pid(), now() + $2::bigint * interval '1 millise
 FROM eligible ORDER BY shard_key
 ON CONFLICT (shard_key) DO UPDATE
     SET owner = EXCLUDED.owner, pid = EXCLUDED.pid, until = EXCLUDED.until, claimed_at = now()
-    WHERE l.until < now() OR l.pid NOT IN (SELECT pid FROM pg_stat_activity)
+    WHERE l.owner IS NULL OR l.until < now() OR l.pid NOT IN (SELECT pid FROM pg_stat_activity)
 RETURNING l.shard_key)";
 
 constexpr const char* kShardRows = R"(
@@ -122,10 +123,13 @@ std::vector<ShardRun> MailboxClaimer::claim(const ClaimParams& p) {
 }
 
 std::int64_t MailboxClaimer::sweep_void_leases() {
-    // A daemon that died between a run's last outcome and its release leaves a void lease behind.
-    // A claim overwrites it while the shard has rows; this removes the ones whose shard emptied.
-    auto r = conn_.exec_prepared("outbox_sweep_leases",
-                                 "DELETE FROM outbox_lease WHERE until < now() OR pid NOT IN (SELECT pid FROM pg_stat_activity)");
+    // Free or void lease rows of shards that have no rows left. (A void lease of a shard with rows
+    // is simply overwritten by the next claim.) The DELETE re-checks `owner` on a row a claim
+    // took meanwhile, so a live lease is never swept.
+    auto r = conn_.exec_prepared("outbox_sweep_leases", R"(
+DELETE FROM outbox_lease l
+WHERE (l.owner IS NULL OR l.until < now() OR l.pid NOT IN (SELECT pid FROM pg_stat_activity))
+  AND NOT EXISTS (SELECT 1 FROM control_outbox c WHERE c.shard_key = l.shard_key))");
     return r.affected();
 }
 

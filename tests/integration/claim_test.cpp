@@ -90,15 +90,32 @@ TEST(Claim, DueHeadsOnlyAndPausedOrSkippedRegionsStay) {
     EXPECT_EQ(shards_of(runs), (std::set<std::string>{"due@us"})) << "a head in backoff holds its whole shard";
 }
 
-TEST(Claim, SweepRemovesVoidLeasesOfEmptiedShards) {
+TEST(Claim, SweepRemovesFreeAndVoidLeasesOfEmptiedShardsOnly) {
     TestDatabase db("claim_sweep");
+    db.sql("INSERT INTO control_outbox (region_name, mailbox_name) VALUES ('us', 'busy')");
     db.sql("INSERT INTO outbox_lease (shard_key, owner, pid, until) VALUES "
            "('expired@us', 'x', pg_backend_pid(), now() - interval '1 second'), "
            "('dead@us', 'x', 2147483000, now() + interval '1 hour'), "
+           "('free@us', NULL, NULL, NULL), "
+           "('busy@us', NULL, NULL, NULL), "
            "('live@us', 'x', pg_backend_pid(), now() + interval '1 hour')");
     Connection a(db.url());
-    EXPECT_EQ(MailboxClaimer(a).sweep_void_leases(), 2);
-    EXPECT_EQ(db.scalar("SELECT string_agg(shard_key, ',') FROM outbox_lease"), "live@us");
+    EXPECT_EQ(MailboxClaimer(a).sweep_void_leases(), 3);
+    EXPECT_EQ(db.scalar("SELECT string_agg(shard_key, ',' ORDER BY shard_key) FROM outbox_lease"), "busy@us,live@us")
+        << "a shard with rows keeps its row; a live lease is never swept";
+}
+
+TEST(Claim, AFreeLeaseRowIsTakenAgainInPlace) {
+    TestDatabase db("claim_reuse");
+    seed(db, 1, 2);
+    Connection a(db.url());
+    auto first = MailboxClaimer(a).claim({.owner = "a", .rows_per_shard = 1});
+    ASSERT_EQ(first.size(), 1u);
+    db.sql("DELETE FROM control_outbox WHERE id = " + std::to_string(first[0].rows[0].id));
+    db.sql("UPDATE outbox_lease SET owner = NULL, pid = NULL, until = NULL");
+    auto second = MailboxClaimer(a).claim({.owner = "b"});
+    ASSERT_EQ(second.size(), 1u);
+    EXPECT_EQ(db.scalar("SELECT count(*) || ':' || min(owner) FROM outbox_lease"), "1:b");
 }
 
 TEST(Claim, CompleterReleasesTheLeaseWithTheRunsOutcomes) {
@@ -116,7 +133,8 @@ TEST(Claim, CompleterReleasesTheLeaseWithTheRunsOutcomes) {
                     .delay = std::chrono::milliseconds(60000)});
     completer.push({.kind = Kind::release, .shard = runs[0].shard});
     ASSERT_TRUE(completer.drain(5s));
-    EXPECT_EQ(db.scalar("SELECT count(*) FROM outbox_lease"), "0");
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM outbox_lease WHERE owner IS NOT NULL"), "0");
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM outbox_lease"), "1") << "the free lease row stays, for HOT updates";
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox"), "2");
     EXPECT_EQ(db.scalar("SELECT attempts || ':' || last_status || ':' || (scheduled_for > now()) FROM control_outbox "
                         "WHERE id = " + std::to_string(runs[0].rows[1].id)),

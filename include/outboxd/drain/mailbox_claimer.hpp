@@ -25,7 +25,7 @@ class MailboxClaimer {
 public:
     explicit MailboxClaimer(db::Connection& conn) : conn_(conn) {}
     std::vector<ShardRun> claim(const ClaimParams& p);
-    // Deletes void leases (session gone or time up); returns how many.
+    // Deletes lease rows that are free or void and whose shard has no rows left; returns how many.
     std::int64_t sweep_void_leases();
     // (kind, name) pairs from outbox_pause.
     std::set<std::pair<std::string, std::string>> paused();
