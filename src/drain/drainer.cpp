@@ -141,11 +141,7 @@ void Drainer::claim_loop() {
             if (!conn || !conn->ok()) {
                 connected_ = false;
                 conn.emplace(boot_->database.url, "outboxd-claimer");
-                // The outbox swings from empty to huge. A generic plan cached while it was empty
-                // scans it sequentially inside the loose index scan (quadratic in the backlog, found
-                // by the soak): plan every claim for the table as it is now, index paths only.
-                conn->exec("SET plan_cache_mode = force_custom_plan");
-                conn->exec("SET enable_seqscan = off");
+                MailboxClaimer::configure_session(*conn);
                 conn->exec("LISTEN outboxd_outbox");
                 if (was_down) spdlog::info("drain: database reachable again");
                 was_down = false;

@@ -81,6 +81,19 @@ ingress::Headers parse_headers(std::string_view text) {
 
 }  // namespace
 
+void MailboxClaimer::configure_session(db::Connection& conn) {
+    // The outbox swings from empty to huge. A generic plan cached while it was empty scans it
+    // sequentially inside the loose index scan (quadratic in the backlog, found by the soak): plan
+    // every claim for the table as it is now, index paths only. Bitmap scans too are off: a head
+    // lookup (shard_key = k ORDER BY id LIMIT 1) estimated at one row was planned as a bitmap heap
+    // scan plus a sort, which reads every row of the shard, and after a pinned horizon the soak
+    // caught one claim running for minutes that way. A plain index scan stops at the first
+    // visible row.
+    conn.exec("SET plan_cache_mode = force_custom_plan");
+    conn.exec("SET enable_seqscan = off");
+    conn.exec("SET enable_bitmapscan = off");
+}
+
 std::vector<ShardRun> MailboxClaimer::claim(const ClaimParams& p) {
     auto leased = conn_.exec_prepared("outbox_lease_shards", kLeaseShards,
                                       db::Params(p.owner, static_cast<std::int64_t>(p.lease.count()), p.max_shards,

@@ -24,6 +24,8 @@ struct ClaimParams {
 class MailboxClaimer {
 public:
     explicit MailboxClaimer(db::Connection& conn) : conn_(conn) {}
+    // Planner settings the claim statements need on their session (index paths only).
+    static void configure_session(db::Connection& conn);
     std::vector<ShardRun> claim(const ClaimParams& p);
     // Deletes lease rows that are free or void and whose shard has no rows left; returns how many.
     std::int64_t sweep_void_leases();
