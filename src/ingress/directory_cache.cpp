@@ -77,23 +77,25 @@ void DirectoryCache::invalidate(bool usable) {
 
 std::optional<Integration> CachedOnlyDirectory::integration_by_external_id(const std::string& provider,
                                                                          const std::string& external_id) {
+    consulted_ = true;
     if (auto hit = cache_.integration_by_external_id(provider, external_id)) return *hit;
     throw CacheMiss{};
 }
 
 std::optional<Integration> CachedOnlyDirectory::integration_by_id(std::int64_t id) {
+    consulted_ = true;
     if (auto hit = cache_.integration_by_id(id)) return *hit;
     throw CacheMiss{};
 }
 
 std::optional<std::string> CachedOnlyDirectory::organization_region(std::int64_t organization_id) {
+    consulted_ = true;
     if (auto hit = cache_.organization_region(organization_id)) return *hit;
     throw CacheMiss{};
 }
 
 std::optional<Integration> CachingDirectory::integration_by_external_id(const std::string& provider,
                                                                       const std::string& external_id) {
-    if (auto hit = cache_.integration_by_external_id(provider, external_id)) return *hit;
     auto gen = cache_.generation();
     auto v = db_.integration_by_external_id(provider, external_id);
     cache_.store_integration(gen, provider, external_id, v);
@@ -101,7 +103,6 @@ std::optional<Integration> CachingDirectory::integration_by_external_id(const st
 }
 
 std::optional<Integration> CachingDirectory::integration_by_id(std::int64_t id) {
-    if (auto hit = cache_.integration_by_id(id)) return *hit;
     auto gen = cache_.generation();
     auto v = db_.integration_by_id(id);
     cache_.store_integration(gen, id, v);
@@ -109,7 +110,6 @@ std::optional<Integration> CachingDirectory::integration_by_id(std::int64_t id) 
 }
 
 std::optional<std::string> CachingDirectory::organization_region(std::int64_t organization_id) {
-    if (auto hit = cache_.organization_region(organization_id)) return *hit;
     auto gen = cache_.generation();
     auto v = db_.organization_region(organization_id);
     cache_.store_organization_region(gen, organization_id, v);

@@ -52,14 +52,21 @@ bool Router::handle_cached(const Request& req, std::function<void(Routed)> done)
         return true;
     }
     Prepared p;
+    CachedOnlyDirectory dir(*cache_);
     try {
-        CachedOnlyDirectory dir(*cache_);
         p = prepare(req, t, dir, [this](std::int64_t id) {
             if (auto hit = cache_->active_regions(id)) return *hit;
             throw CacheMiss{};
         });
     } catch (const CacheMiss&) {
         metrics_.directory_lookups.with({"miss"}).inc();
+        return false;
+    }
+    if (p.rows.empty() && dir.consulted()) {
+        // A refusal (unknown or disabled integration, no active organization) is never answered
+        // from memory: the change that lifts it may have committed a moment ago, before its
+        // NOTIFY arrived, and the provider may not send the webhook again.
+        metrics_.directory_lookups.with({"recheck"}).inc();
         return false;
     }
     metrics_.directory_lookups.with({"hit"}).inc();
@@ -192,7 +199,6 @@ Routed Router::route(const Request& req) {
         db::Connection& conn = **lease;
         p = prepare(req, t, *dir, [this, &conn](std::int64_t id) {
             if (cache_) {
-                if (auto hit = cache_->active_regions(id)) return *hit;
                 auto gen = cache_->generation();
                 auto regions = active_regions(conn, id);
                 cache_->store_active_regions(gen, id, regions);

@@ -61,6 +61,17 @@ TEST(DirectoryCache, RepeatedWebhooksAreRoutedFromMemoryAndChangesApplyAtOnce) {
     EXPECT_NE(refused.status, 202) << refused.body;
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox WHERE convert_from(request_body, 'UTF8') = '" + body(5) + "'"),
               "0");
+
+    // The disabled integration is cached now; a second webhook's refusal is checked in the database.
+    EXPECT_NE(post_github(cfg.ingress, body(5)).status, 202);
+    EXPECT_EQ(metric_series(cfg.metrics, "outboxd_ingress_directory_cache_total{result=\"recheck\"}"), 1);
+
+    // Enabled again, and the next webhook is sent at once, without waiting for the NOTIFY: a
+    // refusal is never answered from memory, so it is accepted.
+    db.sql("UPDATE integration SET status = 'active' WHERE id = 7");
+    auto accepted = post_github(cfg.ingress, body(6));
+    EXPECT_EQ(accepted.status, 202) << accepted.body;
+    ASSERT_TRUE(wait_until([&] { return eu.ok().size() == 2; }, 10s)) << d.log();
     EXPECT_EQ(d.terminate(), 0);
 }
 

@@ -89,11 +89,13 @@ private:
 };
 
 // A Directory that answers from the cache only, and throws CacheMiss for anything not cached:
-// the ingress then takes the slow path (database lookups on the blocking pool).
+// the ingress then takes the slow path (database lookups on the blocking pool). It remembers
+// whether it was consulted, so a refusal that rests on cached data can be checked again.
 struct CacheMiss {};
 class CachedOnlyDirectory : public Directory {
 public:
     explicit CachedOnlyDirectory(const DirectoryCache& cache) : cache_(cache) {}
+    bool consulted() const { return consulted_; }
     std::optional<Integration> integration_by_external_id(const std::string& provider,
                                                           const std::string& external_id) override;
     std::optional<Integration> integration_by_id(std::int64_t id) override;
@@ -101,9 +103,11 @@ public:
 
 private:
     const DirectoryCache& cache_;
+    bool consulted_ = false;
 };
 
-// A Directory over a database session that fills the cache with what it reads.
+// A Directory over a database session that always reads the database and fills the cache with
+// what it read (the slow path, which also re-checks refusals the cache would have given).
 class CachingDirectory : public Directory {
 public:
     CachingDirectory(Directory& db, DirectoryCache& cache) : db_(db), cache_(cache) {}

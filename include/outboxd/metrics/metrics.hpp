@@ -17,7 +17,8 @@ struct Metrics {
         latency_buckets());
     Family<Counter>& directory_lookups = registry.counter(
         "outboxd_ingress_directory_cache_total",
-        "Webhooks by how their integration and region lookups were answered: hit (memory), miss (database).",
+        "Webhooks by how their lookups were answered: hit (memory), miss (not cached: database), recheck (a refusal "
+        "the cache would give, checked against the database).",
         {"result"});
     Family<Counter>& directory_invalidations = registry.counter(
         "outboxd_ingress_directory_cache_invalidations_total",
