@@ -8,7 +8,9 @@
 #   5 pgbench drain  SKIP LOCKED claim of 100 rows + DELETE … RETURNING, until empty
 #   6 Graphile       Graphile Worker 0.17.3 draining N no-op jobs over 1,000 queues
 #   7 end to end     outboxd --role all: probe the max, then half of it at a fixed rate
-# BENCH_PHASES selects phases (default: "ingress pgbench drain tls pgdrain graphile e2e").
+#   8 drain latency  rows enqueued by SQL (pgbench, fixed rate, 10 per statement, NOTIFY trigger)
+#                    → outboxd --role drain; age from insert to the receiver (issue 3's latency)
+# BENCH_PHASES selects phases (default: "ingress pgbench drain tls pgdrain graphile e2e drainlat").
 # Writes key=value results to $WORK/results.env and prints the table (benchlib.py table).
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -32,7 +34,7 @@ PGB_DRAIN_CLIENTS=${BENCH_PGBENCH_DRAIN_CLIENTS:-4}
 DRAIN_TIMEOUT=${BENCH_DRAIN_TIMEOUT:-600}
 # CPU windows end 0.5 s before the load generator stops, so that it is still there to be read.
 INNER=$(awk -v d="$DUR" 'BEGIN { print (d > 1 ? d - 0.5 : d) }')
-PHASES=" ${BENCH_PHASES:-ingress pgbench drain tls pgdrain graphile e2e} "
+PHASES=" ${BENCH_PHASES:-ingress pgbench drain tls pgdrain graphile e2e drainlat} "
 want() { [[ $PHASES == *" $1 "* ]]; }
 RES="$WORK/results.env"
 : >"$RES"
@@ -80,7 +82,7 @@ LOADGEN=("$BENCH_BIN/loadgen" --connections "$CLIENTS" --threads "$LG_THREADS" -
 
 # ------------------------------------------------------------------------------ 1 ingress
 if want ingress; then
-log "1/7 ingress: loadgen, $CLIENTS connections, ${DUR}s at max rate"
+log "1/8 ingress: loadgen, $CLIENTS connections, ${DUR}s at max rate"
 IP=$(free_port); MP=$(free_port)
 write_config "$WORK/ingress.toml" "$IP" "$MP" "http://127.0.0.1:$PLAIN_PORT"
 start_outboxd ingress "$WORK/ingress.toml" "$MP"
@@ -117,7 +119,7 @@ fi
 #                     PostgreSQL serialise commits (PreCommit_Notify holds a global lock across
 #                     the WAL flush), so that is about one commit per fsync.
 if want pgbench; then
-log "2/7 pgbench: single-row INSERT, $CLIENTS clients, ${DUR}s (without and with the NOTIFY trigger)"
+log "2/8 pgbench: single-row INSERT, $CLIENTS clients, ${DUR}s (without and with the NOTIFY trigger)"
 q -c "TRUNCATE control_outbox" -c "CREATE TABLE bench_insert (LIKE control_outbox INCLUDING ALL)" -c "CHECKPOINT" >/dev/null
 body_hex=$(od -An -v -tx1 "$PUSH_BODY_FILE" | tr -d ' \n')
 pgbench_insert() {  # NAME TABLE SECONDS [CLIENTS]
@@ -194,7 +196,7 @@ drain() {
 }
 
 if want drain; then
-log "3/7 drain: $ROWS rows over $MAILBOXES mailboxes → plain HTTP keep-alive receiver"
+log "3/8 drain: $ROWS rows over $MAILBOXES mailboxes → plain HTTP keep-alive receiver"
 drain drain "http://127.0.0.1:$PLAIN_PORT"
 # CPU per 1,000 deliveries/s = CPU-seconds the daemon spent per 1,000 deliveries (over the window
 # from its start to the last delivery, in which all $ROWS rows were delivered).
@@ -205,13 +207,13 @@ res drain_cpu_per_k "$(awk -v c="$cores" -v w="$(kv "$cpu_line" window_s)" -v n=
 fi
 
 if want tls; then
-log "4/7 drain over TLS: https://localhost:$TLS_PORT"
+log "4/8 drain over TLS: https://localhost:$TLS_PORT"
 drain tls "https://localhost:$TLS_PORT" "$(printf '\n[tls]\nca_file = "%s"\n' "$WORK/tls-cert.pem")"
 fi
 
 # ------------------------------------------------------------------------------ 5 pgbench drain
 if want pgdrain; then
-log "5/7 pgbench: SKIP LOCKED claim of $PGB_BATCH rows + DELETE, $PGB_DRAIN_CLIENTS clients, until empty"
+log "5/8 pgbench: SKIP LOCKED claim of $PGB_BATCH rows + DELETE, $PGB_DRAIN_CLIENTS clients, until empty"
 preinsert_rows "$ROWS"
 cat >"$WORK/claim_delete.sql" <<SQL
 WITH c AS (SELECT id FROM control_outbox WHERE scheduled_for <= now() ORDER BY id LIMIT $PGB_BATCH FOR UPDATE SKIP LOCKED) DELETE FROM control_outbox o USING c WHERE o.id = c.id RETURNING o.id, o.mailbox_name, o.request_headers, o.request_body;
@@ -234,7 +236,7 @@ fi
 # ------------------------------------------------------------------------------ 6 Graphile Worker
 if want graphile; then
 if [ -f "$BENCH_SRC/node_modules/graphile-worker/package.json" ]; then
-  log "6/7 Graphile Worker: $GW_JOBS no-op jobs over $MAILBOXES queues"
+  log "6/8 Graphile Worker: $GW_JOBS no-op jobs over $MAILBOXES queues"
   psql -X -q -d postgres -c "DROP DATABASE IF EXISTS gwbench" -c "CREATE DATABASE gwbench" >/dev/null
   if out=$(GW_DATABASE_URL="postgresql:///gwbench?host=$PG_SOCKET&port=$PGPORT" GW_JOBS="$GW_JOBS" GW_QUEUES="$MAILBOXES" \
       GW_PAYLOAD_FILE="$PUSH_BODY_FILE" GW_TIMEOUT_S="$DRAIN_TIMEOUT" node "$BENCH_SRC/graphile_bench.mjs" 2>"$WORK/graphile.err"); then
@@ -245,14 +247,14 @@ if [ -f "$BENCH_SRC/node_modules/graphile-worker/package.json" ]; then
     res gw_status "run failed: $(tail -1 "$WORK/graphile.err" | tr -d '|')"
   fi
 else
-  log "6/7 Graphile Worker: skipped (${GW_STATUS:-node_modules missing})"
+  log "6/8 Graphile Worker: skipped (${GW_STATUS:-node_modules missing})"
   res gw_status "${GW_STATUS:-npm install graphile-worker@0.17.3 pg did not complete}"
 fi
 fi
 
 # ------------------------------------------------------------------------------ 7 end to end
 if want e2e; then
-log "7/7 end to end: outboxd --role all; probe the max for ${PROBE}s, then half of it for ${E2E_DUR}s"
+log "7/8 end to end: outboxd --role all; probe the max for ${PROBE}s, then half of it for ${E2E_DUR}s"
 q -c "TRUNCATE control_outbox" -c "VACUUM ANALYZE control_outbox" -c "CHECKPOINT" >/dev/null
 IP=$(free_port); MP=$(free_port)
 write_config "$WORK/all.toml" "$IP" "$MP" "http://127.0.0.1:$PLAIN_PORT"
@@ -290,6 +292,48 @@ res e2e_age_p999 "$(kv "$st" age_p999_ms | xargs printf %.2f)"
 read -r h50 h99 < <(python3 "$BENCH_SRC/benchlib.py" hist "$WORK/e2e.before" "$WORK/e2e.after" outboxd_delivery_age_seconds 0.5 0.99)
 res e2e_hist_p50 "$h50"; res e2e_hist_p99 "$h99"
 wait_for 120 outbox_empty || log "  end-to-end backlog not drained after 120 s"
+stop_pid "$OUTBOXD_PID"
+fi
+
+# ------------------------------------------------------------------------------ 8 drain latency
+# Issue 3's latency: enqueue → delivery at half of 20,000/s, without outboxd's ingress on the same
+# CPUs. pgbench inserts 10 rows per statement at a fixed rate (open loop), through the table's
+# NOTIFY trigger as product transactions do; each body carries the insert's clock_timestamp() as
+# "bench_sent_us", so the receiver's age is commit + wake-up + claim + delivery.
+if want drainlat; then
+LAT_RATE=${BENCH_DRAIN_LATENCY_RATE:-10000}
+log "8/8 drain latency: $LAT_RATE rows/s enqueued by SQL for ${E2E_DUR}s → outboxd --role drain"
+q -c "TRUNCATE control_outbox" -c "VACUUM ANALYZE control_outbox" -c "CHECKPOINT" >/dev/null
+cat >"$WORK/drainlat.sql" <<SQL
+\set m random(0, $((MAILBOXES - 1)))
+INSERT INTO control_outbox (region_name, mailbox_name, provider, integration_id, request_path, request_headers, request_body)
+SELECT 'us', 'github:' || ((:m + g) % $MAILBOXES), 'github', (:m + g) % $MAILBOXES, '/extensions/github/webhook/',
+       '$STORED_HEADERS'::jsonb,
+       convert_to('{"bench_sent_us":' || (extract(epoch FROM clock_timestamp()) * 1000000)::bigint || ',"pad":"' || repeat('x', 1500) || '"}', 'UTF8')
+FROM generate_series(1, 10) g;
+SQL
+IP=$(free_port); MP=$(free_port)
+write_config "$WORK/drainlat.toml" "$IP" "$MP" "http://127.0.0.1:$PLAIN_PORT"
+"$OUTBOXD" --config "$WORK/drainlat.toml" --role drain >>"$WORK/outboxd.log" 2>&1 &
+OUTBOXD_PID=$!; BG_PIDS+=("$OUTBOXD_PID")
+wait_for 10 curl -fs -o /dev/null "http://127.0.0.1:$MP/readyz" || true
+pgbench -n -M prepared -c 8 -j 2 -R "$((LAT_RATE / 10))" -T "$((E2E_DUR + WARM))" -f "$WORK/drainlat.sql" bench >"$WORK/drainlat.out" 2>&1 &
+PB=$!
+sleep "$WARM"
+receiver_reset "$PLAIN_STATS"
+cpu_snapshot drainlat outboxd="$OUTBOXD_PID" pgbench="$PB" receiver="$PLAIN_PID"
+sleep "$(awk -v d="$E2E_DUR" 'BEGIN { print d - 0.5 }')"
+res cpu_drainlat "$(cpu_report drainlat outboxd="$OUTBOXD_PID" pgbench="$PB" receiver="$PLAIN_PID")"
+st=$(receiver_stats "$PLAIN_STATS")
+wait "$PB" || { cat "$WORK/drainlat.out" >&2; }
+log "  pgbench: $(grep -E '^tps' "$WORK/drainlat.out" | head -1)"
+log "  receiver: $st"
+res drainlat_rate_target "$LAT_RATE"
+res drainlat_delivered "$(kv "$st" rate)"
+res drainlat_age_p50 "$(kv "$st" age_p50_ms | xargs printf %.2f)"
+res drainlat_age_p99 "$(kv "$st" age_p99_ms | xargs printf %.2f)"
+res drainlat_age_p999 "$(kv "$st" age_p999_ms | xargs printf %.2f)"
+wait_for 120 outbox_empty || log "  drain-latency backlog not drained after 120 s"
 stop_pid "$OUTBOXD_PID"
 fi
 

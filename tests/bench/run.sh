@@ -9,7 +9,7 @@
 # Knobs (env): BENCH_DURATION BENCH_WARMUP BENCH_ROWS BENCH_CLIENTS BENCH_GW_JOBS BENCH_E2E_RATE
 #   BENCH_DRAIN_CONCURRENCY BENCH_DRAIN_BATCH BENCH_ROWS_PER_MAILBOX BENCH_POOL_SIZE
 #   BENCH_LOADGEN_THREADS BENCH_RECEIVER_THREADS BENCH_PGBENCH_BATCH BENCH_PGBENCH_DRAIN_CLIENTS
-#   BENCH_PHASES (subset of "ingress pgbench drain tls pgdrain graphile e2e"), BENCH_KEEP=1 (keep the work dir)
+#   BENCH_PHASES (subset of "ingress pgbench drain tls pgdrain graphile e2e drainlat"), BENCH_DRAIN_LATENCY_RATE (10000), BENCH_KEEP=1 (keep the work dir)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=$(pwd)
