@@ -54,11 +54,13 @@ BinaryArray& BinaryArray::add(std::optional<std::string_view> element) {
 
 BinaryArray& BinaryArray::add(std::optional<std::int64_t> element) {
     if (!element) return add(std::optional<std::string_view>{});
+    // Length 8, then the value in network order, straight into the element bytes.
+    ++count_;
     auto v = static_cast<std::uint64_t>(*element);
-    std::string be;
-    put_u32(be, static_cast<std::uint32_t>(v >> 32));
-    put_u32(be, static_cast<std::uint32_t>(v));
-    return add(std::optional<std::string_view>(be));
+    put_u32(elements_, 8);
+    put_u32(elements_, static_cast<std::uint32_t>(v >> 32));
+    put_u32(elements_, static_cast<std::uint32_t>(v));
+    return *this;
 }
 
 std::string BinaryArray::encode() const {
