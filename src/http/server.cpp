@@ -53,14 +53,35 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         return r;
     }
 
-    static bhttp::response<bhttp::string_body> to_message(const ingress::Response& resp, unsigned version, bool keep) {
-        bhttp::response<bhttp::string_body> res{static_cast<bhttp::status>(resp.status), version};
-        res.set(bhttp::field::server, "outboxd");
-        if (!resp.content_type.empty()) res.set(bhttp::field::content_type, resp.content_type);
-        res.body() = resp.body;
-        res.keep_alive(keep);
-        res.prepare_payload();
-        return res;
+    // The answer as wire bytes. Written by hand rather than through a Beast message: every
+    // webhook gets one, and a fields container allocates per header.
+    static std::string to_wire(const ingress::Response& resp, unsigned version, bool keep) {
+        auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(resp.status));
+        std::string out;
+        out.reserve(128 + resp.content_type.size() + resp.body.size());
+        out += version == 10 ? "HTTP/1.0 " : "HTTP/1.1 ";
+        out += std::to_string(resp.status);
+        out += ' ';
+        out.append(reason.data(), reason.size());
+        out += "\r\nServer: outboxd\r\n";
+        if (!resp.content_type.empty()) {
+            out += "Content-Type: ";
+            out += resp.content_type;
+            out += "\r\n";
+        }
+        // HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 closes it unless told.
+        if (version == 10 && keep) out += "Connection: keep-alive\r\n";
+        if (version != 10 && !keep) out += "Connection: close\r\n";
+        // RFC 9110 §8.6: no Content-Length (and no content) in a 1xx, 204 or 304 answer.
+        const bool bodiless = resp.status < 200 || resp.status == 204 || resp.status == 304;
+        if (!bodiless) {
+            out += "Content-Length: ";
+            out += std::to_string(resp.body.size());
+            out += "\r\n";
+        }
+        out += "\r\n";
+        if (!bodiless) out += resp.body;
+        return out;
     }
 
     // Offers the request to routes.async; resumes with its reply, or with nullopt if it declined.
@@ -119,9 +140,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                                                 ": " + ec.message() + "\n",
                                     "text/plain"};
                 if (routes.refused) routes.refused(status, ec.message());
-                auto res = to_message(r, 11, false);
+                auto wire = to_wire(r, 11, false);
                 lowest.expires_after(std::chrono::seconds(5));
-                co_await bhttp::async_write(stream, res, tuple_awaitable);
+                co_await asio::async_write(stream, asio::buffer(wire), tuple_awaitable);
                 co_return;
             }
             if (ec) {
@@ -136,11 +157,12 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
             bool keep = msg.keep_alive();
             unsigned version = msg.version();
             auto resp = co_await answer(to_request(std::move(msg)));
-            auto res = to_message(resp, version, keep && !stopping);
+            keep = keep && !stopping;
+            auto wire = to_wire(resp, version, keep);
             lowest.expires_after(std::chrono::seconds(30));
-            auto [wec, wn] = co_await bhttp::async_write(stream, res, tuple_awaitable);
+            auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(wire), tuple_awaitable);
             (void)wn;
-            if (wec || !res.keep_alive()) co_return;
+            if (wec || !keep) co_return;
         }
     }
 

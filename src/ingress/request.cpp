@@ -2,19 +2,14 @@
 #include "outboxd/ingress/request.hpp"
 
 #include <algorithm>
-#include <cctype>
 
 namespace outboxd::ingress {
 namespace {
+// ASCII-only folding: header names are tokens, and std::tolower consults the locale per byte.
+char fold(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
 bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-           });
-}
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return fold(x) == fold(y); });
 }
 int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
@@ -42,12 +37,14 @@ std::optional<std::string_view> Request::header(std::string_view name) const {
 }
 
 Headers forwardable_headers(const Headers& in) {
-    // RFC 9110 §7.6.1 hop-by-hop headers, plus what the delivery client sets itself.
-    static const char* drop[] = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
-                                 "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
-                                 "host", "content-length", "expect", "x-outbox-id", "x-outbox-attempt",
-                                 "x-outbox-signature"};
-    std::vector<std::string> named;  // headers listed in Connection are hop-by-hop too
+    // RFC 9110 §7.6.1 hop-by-hop headers, plus what the delivery client sets itself. Compared in
+    // place, case-insensitively: this runs for every webhook, and lower-cased copies cost more
+    // than the comparisons.
+    static constexpr std::string_view drop[] = {"connection", "keep-alive", "proxy-connection", "proxy-authenticate",
+                                                "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
+                                                "host", "content-length", "expect", "x-outbox-id", "x-outbox-attempt",
+                                                "x-outbox-signature"};
+    std::vector<std::string_view> named;  // headers listed in Connection are hop-by-hop too
     for (const auto& [k, v] : in) {
         if (!iequals(k, "connection")) continue;
         std::string_view s = v;
@@ -56,17 +53,18 @@ Headers forwardable_headers(const Headers& in) {
             auto tok = s.substr(0, comma);
             while (!tok.empty() && tok.front() == ' ') tok.remove_prefix(1);
             while (!tok.empty() && tok.back() == ' ') tok.remove_suffix(1);
-            if (!tok.empty()) named.push_back(lower(tok));
+            if (!tok.empty()) named.push_back(tok);
             if (comma == std::string_view::npos) break;
             s.remove_prefix(comma + 1);
         }
     }
     Headers out;
+    out.reserve(in.size());
     for (const auto& [k, v] : in) {
-        auto lk = lower(k);
-        bool skip = std::any_of(std::begin(drop), std::end(drop), [&](const char* d) { return lk == d; }) ||
-                    std::find(named.begin(), named.end(), lk) != named.end();
-        if (!skip) out.emplace_back(k, v);
+        auto same = [&k = k](std::string_view d) { return iequals(k, d); };
+        if (std::any_of(std::begin(drop), std::end(drop), same) || std::any_of(named.begin(), named.end(), same))
+            continue;
+        out.emplace_back(k, v);
     }
     return out;
 }

@@ -8,7 +8,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <boost/json.hpp>
+#include <chrono>
 
 #include "outboxd/db/connection.hpp"
 
@@ -35,7 +35,47 @@ ORDER BY r.n)";
 
 constexpr const char* kNotify = "BEGIN; SET LOCAL synchronous_commit = off; NOTIFY outboxd_outbox; COMMIT";
 
+// The headers as a JSON array of [name, value] pairs, written straight into one string (the
+// writer does this for every row it commits). Control characters are escaped; other bytes are
+// copied as they are: the ingress refuses headers that are not UTF-8.
+void append_json_string(std::string& out, std::string_view s) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out.push_back('"');
+    for (char ch : s) {
+        auto c = static_cast<unsigned char>(ch);
+        if (c == '"' || c == '\\') {
+            out.push_back('\\');
+            out.push_back(ch);
+        } else if (c < 0x20) {
+            out += "\\u00";
+            out.push_back(hex[c >> 4]);
+            out.push_back(hex[c & 15]);
+        } else {
+            out.push_back(ch);
+        }
+    }
+    out.push_back('"');
+}
+
 }  // namespace
+
+std::string headers_json(const ingress::Headers& headers) {
+    std::string out;
+    std::size_t size = 2;
+    for (const auto& [k, v] : headers) size += k.size() + v.size() + 8;
+    out.reserve(size);
+    out.push_back('[');
+    for (const auto& [k, v] : headers) {
+        if (out.size() > 1) out.push_back(',');
+        out.push_back('[');
+        append_json_string(out, k);
+        out.push_back(',');
+        append_json_string(out, v);
+        out.push_back(']');
+    }
+    out.push_back(']');
+    return out;
+}
 
 db::Params insert_params(const std::vector<const NewRow*>& rows) {
     auto opt = [](const std::optional<std::string>& v) {
@@ -53,9 +93,7 @@ db::Params insert_params(const std::vector<const NewRow*>& rows) {
         integration.add(r->integration_id);
         method.add(std::optional<std::string_view>(r->method));
         path.add(std::optional<std::string_view>(r->path));
-        boost::json::array hs;
-        for (const auto& [k, v] : r->headers) hs.push_back(boost::json::array{boost::json::string(k), boost::json::string(v)});
-        headers.add(std::optional<std::string_view>(boost::json::serialize(hs)));
+        headers.add(std::optional<std::string_view>(headers_json(r->headers)));
         body.add(std::optional<std::string_view>(r->body));
         target.add(opt(r->target_url));
         locks.add(std::optional<std::string_view>(r->mailbox));  // duplicates are fine: the lock takes DISTINCT
@@ -128,7 +166,15 @@ void OutboxWriter::connect(Session& s) {
 
 void OutboxWriter::insert(Session& s, const std::vector<const NewRow*>& rows) {
     auto& c = *s;
-    c.exec_prepared("outbox_insert_rows", kInsertRows, insert_params(rows));
+    auto params = insert_params(rows);
+    const auto start = std::chrono::steady_clock::now();
+    c.exec_prepared("outbox_insert_rows", kInsertRows, params);
+    metrics_.commit_duration.get().observe(
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+}
+
+void OutboxWriter::wake(Session& s) {
+    auto& c = *s;
     // The rows are durable; the wake-up is only a hint (drainers poll too), so its own tiny
     // transaction skips the WAL flush and holds the notify lock for microseconds.
     try {
@@ -153,6 +199,7 @@ void OutboxWriter::flush(Session& s, std::vector<Pending>& batch) {
             count_enqueued(p);
             p.done(WriteStatus::committed);
         }
+        if (!all.empty()) wake(s);
         return;
     } catch (const db::Error& e) {
         metrics_.db_errors.with({"outbox_writer"}).inc();
@@ -180,6 +227,7 @@ void OutboxWriter::flush(Session& s, std::vector<Pending>& batch) {
             if (!rows.empty()) insert(s, rows);
             count_enqueued(p);
             p.done(WriteStatus::committed);
+            if (!rows.empty()) wake(s);
         } catch (const std::exception& e) {
             spdlog::error("outbox_writer: commit failed error=\"{}\"", e.what());
             if (s && !s->ok()) s.reset();

@@ -502,3 +502,61 @@ TEST_F(BadInput, DribblingClientIsCutAtReadTimeout) {
     expect_nothing_stored();
     expect_still_serving();
 }
+
+// The ingress writes its answers by hand (no Beast message), so their framing is checked on the
+// wire: keep-alive per HTTP version, Connection: close honoured, and no Content-Length or body
+// on a 204 (RFC 9110 §8.6), which a strict provider-side client would otherwise misread.
+TEST_F(BadInput, AnswersFollowHttpFramingPerVersion) {
+    auto request = [](const std::string& version, const std::string& event, const std::string& extra) {
+        return "POST /extensions/github/webhook/ " + version + "\r\nHost: x\r\nX-GitHub-Event: " + event +
+               "\r\nContent-Type: application/json\r\n" + extra + "Content-Length: " + std::to_string(kGoodBody.size()) +
+               "\r\n\r\n" + kGoodBody;
+    };
+    auto lower = [](std::string s) {
+        for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return s;
+    };
+    {  // HTTP/1.1: two answers on one connection, which stays open; then Connection: close ends it.
+        RawConn c(ingress_);
+        ASSERT_TRUE(c.send(request("HTTP/1.1", "issues", "")));
+        ASSERT_EQ(c.read_response(5s), RawConn::End::done);
+        ASSERT_TRUE(c.send(request("HTTP/1.1", "issues", "")));
+        ASSERT_EQ(c.read_until([](const std::string& s) { return s.find("HTTP/1.1 202", 10) != std::string::npos &&
+                                                              s.rfind("\r\n\r\n") > s.find("HTTP/1.1 202", 10); },
+                               Clock::now() + 5s),
+                  RawConn::End::done);
+        auto got = lower(c.received());
+        EXPECT_EQ(got.rfind("http/1.1 202 accepted\r\n", 0), 0u) << got;
+        EXPECT_NE(got.find("content-length: 0\r\n"), std::string::npos) << got;
+        EXPECT_EQ(got.find("connection:"), std::string::npos) << "1.1 keeps alive without saying so: " << got;
+        EXPECT_TRUE(c.silent()) << "the connection stays open";
+        ASSERT_TRUE(c.send(request("HTTP/1.1", "issues", "Connection: close\r\n")));
+        EXPECT_EQ(c.wait_closed(Clock::now() + 5s), RawConn::End::eof);
+        EXPECT_NE(lower(c.received()).find("connection: close\r\n"), std::string::npos) << c.received();
+    }
+    {  // HTTP/1.0 without keep-alive: answered in 1.0, then closed.
+        RawConn c(ingress_);
+        ASSERT_TRUE(c.send(request("HTTP/1.0", "issues", "")));
+        EXPECT_EQ(c.wait_closed(Clock::now() + 5s), RawConn::End::eof);
+        EXPECT_EQ(c.received().rfind("HTTP/1.0 202 Accepted\r\n", 0), 0u) << c.received();
+    }
+    {  // HTTP/1.0 asking for keep-alive gets it, and says so.
+        RawConn c(ingress_);
+        ASSERT_TRUE(c.send(request("HTTP/1.0", "issues", "Connection: keep-alive\r\n")));
+        ASSERT_EQ(c.read_response(5s), RawConn::End::done);
+        EXPECT_NE(lower(c.received()).find("connection: keep-alive\r\n"), std::string::npos) << c.received();
+        EXPECT_TRUE(c.silent());
+    }
+    {  // A 204 (GitHub `installation`, answered by outboxd itself) carries no length and no body.
+        RawConn c(ingress_);
+        ASSERT_TRUE(c.send(request("HTTP/1.1", "installation", "")));
+        ASSERT_EQ(c.read_until([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; },
+                               Clock::now() + 5s),
+                  RawConn::End::done);
+        auto got = lower(c.received());
+        EXPECT_EQ(got.rfind("http/1.1 204 no content\r\n", 0), 0u) << got;
+        EXPECT_EQ(got.find("content-length"), std::string::npos) << got;
+        EXPECT_EQ(got.size(), got.find("\r\n\r\n") + 4) << "nothing after the head";
+    }
+    EXPECT_EQ(metric("outboxd_enqueued_total{region=\"us\"}"), 5) << "every issues webhook was stored";
+}

@@ -6,6 +6,9 @@
 #include "outboxd/drain/deliverer.hpp"
 #include "outboxd/ingress/parser.hpp"
 #include "outboxd/ingress/request.hpp"
+#include "outboxd/outbox/outbox_writer.hpp"
+
+#include <boost/json.hpp>
 
 using namespace outboxd;
 
@@ -31,6 +34,34 @@ TEST(HeaderCleaning, DropsHopByHopHostAndLengthKeepsTheRestInOrder) {
                              {"X-GitHub-Event", "duplicate kept"},
                              {"User-Agent", "GitHub-Hookshot/1"}};
     EXPECT_EQ(out, want);
+}
+
+TEST(HeaderCleaning, StoredHeadersAreJsonPairsThatRoundTripAwkwardBytes) {
+    ingress::Headers in = {{"X-Quote", "say \"hi\""},
+                           {"X-Backslash", "C:\\path\\"},
+                           {"X-Control", std::string("tab\there\x01\x1f end")},
+                           {"X-Utf8", "caf\xc3\xa9 \xe2\x9c\x93"},
+                           {"X-Empty", ""}};
+    auto text = outbox::headers_json(in);
+    auto doc = boost::json::parse(text);
+    ASSERT_TRUE(doc.is_array());
+    const auto& arr = doc.as_array();
+    ASSERT_EQ(arr.size(), in.size());
+    for (std::size_t i = 0; i < in.size(); ++i) {
+        const auto& pair = arr[i].as_array();
+        ASSERT_EQ(pair.size(), 2u);
+        EXPECT_EQ(std::string(pair[0].as_string()), in[i].first);
+        EXPECT_EQ(std::string(pair[1].as_string()), in[i].second);
+    }
+    EXPECT_EQ(text.find('\t'), std::string::npos) << "control characters are escaped";
+    EXPECT_EQ(outbox::headers_json({}), "[]");
+}
+
+TEST(HeaderCleaning, HopByHopNamesMatchInAnyCase) {
+    ingress::Headers in = {{"CONNECTION", "X-Secret-Hop"}, {"x-secret-hop", "1"}, {"HOST", "h"}, {"Keep-ALIVE", "5"},
+                           {"X-Kept", "yes"}};
+    ingress::Headers want = {{"X-Kept", "yes"}};
+    EXPECT_EQ(ingress::forwardable_headers(in), want);
 }
 
 TEST(HeaderCleaning, LookupIsCaseInsensitive) {

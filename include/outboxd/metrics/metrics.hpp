@@ -54,6 +54,10 @@ struct Metrics {
     Family<Histogram>& commit_batch = registry.histogram(
         "outboxd_ingress_commit_batch_size", "Webhooks persisted per group commit.", {},
         {1, 2, 4, 8, 16, 32, 64, 128, 256, 512});
+    Family<Histogram>& commit_duration = registry.histogram(
+        "outboxd_ingress_commit_duration_seconds",
+        "Time of one group commit's INSERT, WAL flush included, as seen by the writer session.", {},
+        {0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024});
     Family<Counter>& tls_errors = registry.counter(
         "outboxd_tls_errors_total", "TLS handshake or verification failures, by destination host.", {"host"});
     Family<Counter>& tls_handshakes = registry.counter(

@@ -59,6 +59,7 @@ private:
     void run();
     void flush(Session& s, std::vector<Pending>& batch);
     void insert(Session& s, const std::vector<const NewRow*>& rows);
+    void wake(Session& s);
     void connect(Session& s);
 
     std::string conninfo_;
@@ -70,6 +71,9 @@ private:
     bool stopping_ = false;
     std::vector<std::thread> threads_;
 };
+
+// The stored form of request_headers: a JSON array of [name, value] pairs, in order.
+std::string headers_json(const ingress::Headers& headers);
 
 // The insert statement's parameters: the mailboxes to lock, then one binary array per column.
 db::Params insert_params(const std::vector<const NewRow*>& rows);

@@ -39,9 +39,9 @@ Decision parse_discord(const Request& req, std::string_view subpath, Context& ct
     if (subpath != "interactions/" && subpath != "interactions") return not_found();
     if (auto d = require_post(req)) return *d;
     if (auto d = check_signature(req, ctx)) return *d;
-
     boost::system::error_code ec;
-    auto doc = boost::json::parse(req.body, ec);
+    BodyJson json;
+    auto doc = json.parse(req.body, ec);
     if (ec) return Decision::reply(400, "bad_json", "body is not valid JSON\n", "text/plain");
     const auto* root = doc.if_object();
     if (!root) return Decision::reply(400, "bad_shape", "body is not a JSON object\n", "text/plain");

@@ -48,9 +48,9 @@ Decision parse_jira_server(const Request& req, std::string_view subpath, Context
         return Decision::reply(401, "bad_signature", "the URL token signature does not verify\n", "text/plain");
     if (!jwt::unexpired(*token, ctx.now()))
         return Decision::reply(401, "expired", "the URL token has expired\n", "text/plain");
-
     boost::system::error_code ec;
-    auto doc = boost::json::parse(req.body, ec);
+    BodyJson json;
+    auto doc = json.parse(req.body, ec);
     if (ec) return Decision::reply(400, "bad_json", "body is not valid JSON\n", "text/plain");
     if (!doc.is_object()) return Decision::reply(400, "bad_shape", "body is not a JSON object\n", "text/plain");
     if (empty_value(doc.as_object().if_contains("changelog"))) return Decision::reply(200, "control");

@@ -65,9 +65,9 @@ std::optional<Integration> find_integration(const boost::json::value& doc, Direc
 Decision parse_msteams(const Request& req, std::string_view subpath, Context& ctx) {
     if (subpath != "webhook/" && subpath != "webhook") return not_found();
     if (auto d = require_post(req)) return *d;
-
     boost::system::error_code ec;
-    auto doc = boost::json::parse(req.body, ec);
+    BodyJson json;
+    auto doc = json.parse(req.body, ec);
     if (ec) return Decision::reply(400, "bad_json", "body is not valid JSON\n", "text/plain");
     if (!doc.is_object()) return Decision::reply(400, "bad_shape", "body is not a JSON object\n", "text/plain");
 

@@ -61,8 +61,9 @@ Decision parse_slack(const Request& req, std::string_view subpath, Context& ctx)
 
     std::string team_id;
     if (route == "event") {
+        BodyJson json;
         boost::system::error_code ec;
-        auto doc = boost::json::parse(req.body, ec);
+        auto doc = json.parse(req.body, ec);
         if (ec) return bad_json();
         if (!doc.is_object()) return Decision::reply(400, "bad_shape", "body is not a JSON object\n", "text/plain");
         const auto* type = member(&doc, "type");
@@ -83,8 +84,9 @@ Decision parse_slack(const Request& req, std::string_view subpath, Context& ctx)
     } else {
         auto payload = form_field(req.body, "payload");
         if (!payload) return bad_shape("payload");
+        BodyJson json;
         boost::system::error_code ec;
-        auto doc = boost::json::parse(*payload, ec);
+        auto doc = json.parse(*payload, ec);
         if (ec) return bad_json();
         const auto* team = member(member(&doc, "team"), "id");
         if (!team || !team->is_string()) return bad_shape("payload team.id");
