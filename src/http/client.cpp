@@ -23,6 +23,9 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl.hpp>
 #include <boost/url.hpp>
+#include <algorithm>
+#include <array>
+#include <cctype>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -106,6 +109,27 @@ int ssl_key_index() {
     return idx;
 }
 
+bool iequals(std::string_view a, std::string_view b) {
+    if (a.size() != b.size()) return false;
+    for (std::size_t i = 0; i < a.size(); ++i) {
+        char x = a[i], y = b[i];
+        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+        if (x != y) return false;
+    }
+    return true;
+}
+
+bool has_line_break(std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos; }
+
+bool is_token(std::string_view s) {
+    if (s.empty()) return false;
+    for (char c : s)
+        if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos))
+            return false;
+    return true;
+}
+
 bool is_ip_literal(const std::string& host) {
     boost::system::error_code ec;
     (void)asio::ip::make_address(host, ec);
@@ -113,6 +137,46 @@ bool is_ip_literal(const std::string& host) {
 }
 
 }  // namespace
+
+std::optional<std::string> request_head(std::string_view method, std::string_view target, std::string_view host,
+                                        const std::vector<std::pair<std::string, std::string>>& headers,
+                                        std::size_t body_size) {
+    if (!is_token(method) || has_line_break(target) || target.find(' ') != std::string_view::npos ||
+        has_line_break(host))
+        return std::nullopt;
+    // Framing and routing are this client's: a stored copy of the provider's would contradict it.
+    static constexpr std::string_view own[] = {"host", "content-length", "transfer-encoding", "connection",
+                                               "keep-alive", "proxy-connection", "te", "trailer", "upgrade"};
+    std::string out;
+    std::size_t size = method.size() + target.size() + host.size() + 64;
+    for (const auto& [k, v] : headers) size += k.size() + v.size() + 4;
+    out.reserve(size);
+    out.append(method);
+    out += ' ';
+    out.append(target);
+    out += " HTTP/1.1\r\n";
+    for (const auto& [k, v] : headers) {
+        // A name that is not a token or a value with a line break would let a stored header
+        // smuggle a second request onto the connection: it is dropped, never sent.
+        if (!is_token(k) || has_line_break(v)) continue;
+        if (std::any_of(std::begin(own), std::end(own), [&k = k](std::string_view o) { return iequals(k, o); }))
+            continue;
+        out += k;
+        out += ": ";
+        out += v;
+        out += "\r\n";
+    }
+    out += "Host: ";
+    out.append(host);
+    out += "\r\n";
+    if (body_size > 0 || !(method == "GET" || method == "HEAD")) {
+        out += "Content-Length: ";
+        out += std::to_string(body_size);
+        out += "\r\n";
+    }
+    out += "\r\n";
+    return out;
+}
 
 struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     asio::io_context& ioc;
@@ -288,9 +352,11 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
 
     template <class Stream>
-    awaitable<std::pair<beast::error_code, bool>> exchange(Stream& s, Connection& c, bhttp::request<bhttp::string_body>& msg,
-                                                           OutboundResult& out) {
-        auto [wec, wn] = co_await bhttp::async_write(s, msg, tuple_awaitable);
+    awaitable<std::pair<beast::error_code, bool>> exchange(Stream& s, Connection& c, const std::string& head,
+                                                           const std::string& body, OutboundResult& out) {
+        // One gather write: the head and the body leave in a single sendmsg.
+        std::array<asio::const_buffer, 2> wire{asio::buffer(head), asio::buffer(body)};
+        auto [wec, wn] = co_await asio::async_write(s, wire, tuple_awaitable);
         (void)wn;
         if (wec) co_return std::pair{wec, false};
         bhttp::response_parser<bhttp::string_body> parser;
@@ -315,13 +381,13 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             out.error = "bad destination URL";
             co_return out;
         }
-        bhttp::request<bhttp::string_body> msg{bhttp::string_to_verb(req.method), dest->target, 11};
-        if (msg.method() == bhttp::verb::unknown) msg.method_string(req.method);
-        for (const auto& [k, v] : req.headers) msg.insert(k, v);
-        msg.set(bhttp::field::host, dest->host_header);
-        msg.body() = std::move(req.body);
-        msg.keep_alive(true);
-        msg.prepare_payload();
+        auto head = request_head(req.method, dest->target, dest->host_header, req.headers, req.body.size());
+        if (!head) {
+            // Retrying cannot make it sendable: permanent, like an unusable URL.
+            out.failure = FailureKind::bad_url;
+            out.error = "request method or target is not valid HTTP";
+            co_return out;
+        }
 
         for (int round = 0; round < 2; ++round) {
             auto conn = take_idle(dest->key());
@@ -335,8 +401,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             out.error.clear();
             conn->lowest().expires_after(req.timeout);
             std::pair<beast::error_code, bool> r;
-            if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&conn->stream)) r = co_await exchange(**p, *conn, msg, out);
-            else r = co_await exchange(*std::get<std::unique_ptr<TlsStream>>(conn->stream), *conn, msg, out);
+            if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&conn->stream)) r = co_await exchange(**p, *conn, *head, req.body, out);
+            else r = co_await exchange(*std::get<std::unique_ptr<TlsStream>>(conn->stream), *conn, *head, req.body, out);
             auto [ec, keep] = r;
             if (!ec) {
                 if (keep) {

@@ -4,6 +4,7 @@
 
 #include "outboxd/db/connection.hpp"
 #include "outboxd/drain/deliverer.hpp"
+#include "outboxd/http/client.hpp"
 #include "outboxd/ingress/parser.hpp"
 #include "outboxd/ingress/request.hpp"
 #include "outboxd/outbox/outbox_writer.hpp"
@@ -155,4 +156,36 @@ TEST(ArrayLiteral, QuotesAndEscapesElements) {
     EXPECT_EQ(db::array_literal(std::vector<std::string>{"github:1", "a\"b", "c\\d", "x,y"}),
               R"({"github:1","a\"b","c\\d","x,y"})");
     EXPECT_EQ(db::array_literal(std::vector<std::int64_t>{1, -2, 30}), "{1,-2,30}");
+}
+
+TEST(OutboundRequestHead, StoredHeadersInOrderClientOwnsFramingAndHost) {
+    ingress::Headers h = {{"X-GitHub-Event", "push"},  {"Host", "provider.example"}, {"content-length", "999"},
+                          {"Transfer-Encoding", "chunked"}, {"Connection", "close"}, {"X-Outbox-Id", "42"},
+                          {"User-Agent", "GitHub-Hookshot/1"}};
+    auto head = http::request_head("POST", "/extensions/github/webhook/?a=1", "us.example:8443", h, 17);
+    ASSERT_TRUE(head);
+    EXPECT_EQ(*head,
+              "POST /extensions/github/webhook/?a=1 HTTP/1.1\r\n"
+              "X-GitHub-Event: push\r\n"
+              "X-Outbox-Id: 42\r\n"
+              "User-Agent: GitHub-Hookshot/1\r\n"
+              "Host: us.example:8443\r\n"
+              "Content-Length: 17\r\n\r\n");
+    // An empty POST still says its length; a GET without a body does not.
+    EXPECT_NE(http::request_head("POST", "/", "h", {}, 0)->find("Content-Length: 0\r\n"), std::string::npos);
+    EXPECT_EQ(http::request_head("GET", "/", "h", {}, 0)->find("Content-Length"), std::string::npos);
+}
+
+TEST(OutboundRequestHead, NothingCanSmuggleASecondRequest) {
+    ingress::Headers h = {{"X-Evil", "a\r\nContent-Length: 0\r\n\r\nGET /admin HTTP/1.1"},
+                          {"X-Nul", std::string("a\0b", 3)},
+                          {"Bad Name", "x"},
+                          {"X-Fine", "ok"}};
+    auto head = http::request_head("POST", "/", "h", h, 2);
+    ASSERT_TRUE(head);
+    EXPECT_EQ(*head, "POST / HTTP/1.1\r\nX-Fine: ok\r\nHost: h\r\nContent-Length: 2\r\n\r\n");
+    EXPECT_FALSE(http::request_head("POST /x HTTP/1.1\r\n", "/", "h", {}, 0));
+    EXPECT_FALSE(http::request_head("POST", "/a b", "h", {}, 0));
+    EXPECT_FALSE(http::request_head("POST", "/a\r\nX: y", "h", {}, 0));
+    EXPECT_FALSE(http::request_head("", "/", "h", {}, 0));
 }

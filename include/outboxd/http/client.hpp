@@ -23,6 +23,7 @@ struct OutboundRequest {
     bool allow_private = true;  // false: refuse loopback/private/link-local destinations (SSRF guard)
 };
 
+// bad_url: the request can never be sent as it is (unusable URL or address, invalid method).
 enum class FailureKind { none, timeout, connect, tls, refused_address, bad_url, protocol };
 
 struct OutboundResult {
@@ -56,5 +57,14 @@ private:
 
 // True for loopback, RFC 1918 private, link-local, CGNAT, unspecified and ULA addresses.
 bool is_private_address(const std::string& ip);
+
+// The request line and headers as sent: the stored headers in order, minus the ones that frame
+// or route the request (Host, Content-Length, Transfer-Encoding, Connection and other hop-by-hop
+// names, which the client writes itself) and minus any whose name is not a token or whose value
+// holds CR, LF or NUL (they could smuggle a second request). nullopt when the method is not a
+// token or the target holds a space or line break.
+std::optional<std::string> request_head(std::string_view method, std::string_view target, std::string_view host,
+                                        const std::vector<std::pair<std::string, std::string>>& headers,
+                                        std::size_t body_size);
 
 }  // namespace outboxd::http
