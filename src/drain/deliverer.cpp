@@ -16,8 +16,9 @@ std::optional<http::OutboundRequest> build_request(const ClaimedRow& row, const 
                                                    std::chrono::system_clock::time_point now) {
     http::OutboundRequest req;
     req.method = row.method;
-    req.body = row.body;
-    req.headers = row.headers;
+    // The row outlives the send (deliver() awaits it): its headers and body are not copied.
+    req.stored_headers = &row.headers;
+    req.stored_body = &row.body;
     if (row.region) {
         const auto* region = cfg.region(*row.region);
         if (!region) return std::nullopt;

@@ -25,7 +25,6 @@
 #include <boost/url.hpp>
 #include <algorithm>
 #include <array>
-#include <cctype>
 #include <deque>
 #include <map>
 #include <mutex>
@@ -122,13 +121,13 @@ bool iequals(std::string_view a, std::string_view b) {
 
 bool has_line_break(std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos; }
 
-bool is_token(std::string_view s) {
-    if (s.empty()) return false;
-    for (char c : s)
-        if (!(std::isalnum(static_cast<unsigned char>(c)) || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos))
-            return false;
-    return true;
+// RFC 9110 §5.6.2 tchar.
+bool is_tchar(char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
 }
+
+bool is_token(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), is_tchar); }
 
 bool is_ip_literal(const std::string& host) {
     boost::system::error_code ec;
@@ -139,7 +138,7 @@ bool is_ip_literal(const std::string& host) {
 }  // namespace
 
 std::optional<std::string> request_head(std::string_view method, std::string_view target, std::string_view host,
-                                        const std::vector<std::pair<std::string, std::string>>& headers,
+                                        const ingress::Headers& headers, const ingress::Headers& more_headers,
                                         std::size_t body_size) {
     if (!is_token(method) || has_line_break(target) || target.find(' ') != std::string_view::npos ||
         has_line_break(host))
@@ -149,22 +148,25 @@ std::optional<std::string> request_head(std::string_view method, std::string_vie
                                                "keep-alive", "proxy-connection", "te", "trailer", "upgrade"};
     std::string out;
     std::size_t size = method.size() + target.size() + host.size() + 64;
-    for (const auto& [k, v] : headers) size += k.size() + v.size() + 4;
+    for (const auto* list : {&headers, &more_headers})
+        for (const auto& [k, v] : *list) size += k.size() + v.size() + 4;
     out.reserve(size);
     out.append(method);
     out += ' ';
     out.append(target);
     out += " HTTP/1.1\r\n";
-    for (const auto& [k, v] : headers) {
-        // A name that is not a token or a value with a line break would let a stored header
-        // smuggle a second request onto the connection: it is dropped, never sent.
-        if (!is_token(k) || has_line_break(v)) continue;
-        if (std::any_of(std::begin(own), std::end(own), [&k = k](std::string_view o) { return iequals(k, o); }))
-            continue;
-        out += k;
-        out += ": ";
-        out += v;
-        out += "\r\n";
+    for (const auto* list : {&headers, &more_headers}) {
+        for (const auto& [k, v] : *list) {
+            // A name that is not a token or a value with a line break would let a stored header
+            // smuggle a second request onto the connection: it is dropped, never sent.
+            if (!is_token(k) || has_line_break(v)) continue;
+            if (std::any_of(std::begin(own), std::end(own), [&k = k](std::string_view o) { return iequals(k, o); }))
+                continue;
+            out += k;
+            out += ": ";
+            out += v;
+            out += "\r\n";
+        }
     }
     out += "Host: ";
     out.append(host);
@@ -381,7 +383,12 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             out.error = "bad destination URL";
             co_return out;
         }
-        auto head = request_head(req.method, dest->target, dest->host_header, req.headers, req.body.size());
+        static const ingress::Headers none;
+        const auto& body = req.payload();
+        auto head = req.stored_headers
+                        ? request_head(req.method, dest->target, dest->host_header, *req.stored_headers, req.headers,
+                                       body.size())
+                        : request_head(req.method, dest->target, dest->host_header, req.headers, none, body.size());
         if (!head) {
             // Retrying cannot make it sendable: permanent, like an unusable URL.
             out.failure = FailureKind::bad_url;
@@ -401,8 +408,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             out.error.clear();
             conn->lowest().expires_after(req.timeout);
             std::pair<beast::error_code, bool> r;
-            if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&conn->stream)) r = co_await exchange(**p, *conn, *head, req.body, out);
-            else r = co_await exchange(*std::get<std::unique_ptr<TlsStream>>(conn->stream), *conn, *head, req.body, out);
+            if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&conn->stream)) r = co_await exchange(**p, *conn, *head, body, out);
+            else r = co_await exchange(*std::get<std::unique_ptr<TlsStream>>(conn->stream), *conn, *head, body, out);
             auto [ec, keep] = r;
             if (!ec) {
                 if (keep) {

@@ -19,6 +19,12 @@ std::optional<std::string> find(const ingress::Headers& h, const std::string& na
         if (k == name) return v;
     return std::nullopt;
 }
+// What goes on the wire: the row's stored headers (borrowed, not copied), then the additions.
+ingress::Headers sent_headers(const http::OutboundRequest& req) {
+    ingress::Headers all = req.stored_headers ? *req.stored_headers : ingress::Headers{};
+    all.insert(all.end(), req.headers.begin(), req.headers.end());
+    return all;
+}
 }  // namespace
 
 TEST(HeaderCleaning, DropsHopByHopHostAndLengthKeepsTheRestInOrder) {
@@ -113,12 +119,15 @@ TEST(BuildRequest, RegionRowGetsUrlIdempotencyKeyAttemptAndSignature) {
     auto req = drain::build_request(row, cfg, std::chrono::system_clock::now());
     ASSERT_TRUE(req.has_value());
     EXPECT_EQ(req->url, "https://us.example.com/base/extensions/github/webhook/?x=1");
-    EXPECT_EQ(req->body, row.body);
+    EXPECT_EQ(req->payload(), row.body);
+    EXPECT_EQ(&req->payload(), &row.body) << "the stored body is sent without a copy";
     EXPECT_EQ(req->timeout, std::chrono::milliseconds(2500));
-    EXPECT_EQ(find(req->headers, "X-GitHub-Event").value_or(""), "push");
-    EXPECT_EQ(find(req->headers, "X-Outbox-Id").value_or(""), "42");
-    EXPECT_EQ(find(req->headers, "X-Outbox-Attempt").value_or(""), "3");
-    EXPECT_EQ(find(req->headers, "X-Outbox-Signature").value_or(""),
+    auto sent = sent_headers(*req);
+    EXPECT_EQ(sent.front().first, "X-GitHub-Event") << "stored headers go first, in order";
+    EXPECT_EQ(find(sent, "X-GitHub-Event").value_or(""), "push");
+    EXPECT_EQ(find(sent, "X-Outbox-Id").value_or(""), "42");
+    EXPECT_EQ(find(sent, "X-Outbox-Attempt").value_or(""), "3");
+    EXPECT_EQ(find(sent, "X-Outbox-Signature").value_or(""),
               "sha256=5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
@@ -146,9 +155,10 @@ TEST(BuildRequest, AppRowGoesToItsUrlWithTimestampAndAppLimits) {
     EXPECT_EQ(req->url, "https://app.example/hook");
     EXPECT_EQ(req->timeout, std::chrono::milliseconds(1000));
     EXPECT_FALSE(req->allow_private);
-    EXPECT_EQ(find(req->headers, "Sentry-Hook-Timestamp").value_or(""), "1700000123");
-    EXPECT_EQ(find(req->headers, "Request-ID").value_or(""), "r-1");
-    EXPECT_FALSE(find(req->headers, "X-Outbox-Id").has_value()) << "third-party apps key on Request-ID";
+    auto sent = sent_headers(*req);
+    EXPECT_EQ(find(sent, "Sentry-Hook-Timestamp").value_or(""), "1700000123");
+    EXPECT_EQ(find(sent, "Request-ID").value_or(""), "r-1");
+    EXPECT_FALSE(find(sent, "X-Outbox-Id").has_value()) << "third-party apps key on Request-ID";
 }
 
 TEST(ArrayLiteral, QuotesAndEscapesElements) {
@@ -162,7 +172,7 @@ TEST(OutboundRequestHead, StoredHeadersInOrderClientOwnsFramingAndHost) {
     ingress::Headers h = {{"X-GitHub-Event", "push"},  {"Host", "provider.example"}, {"content-length", "999"},
                           {"Transfer-Encoding", "chunked"}, {"Connection", "close"}, {"X-Outbox-Id", "42"},
                           {"User-Agent", "GitHub-Hookshot/1"}};
-    auto head = http::request_head("POST", "/extensions/github/webhook/?a=1", "us.example:8443", h, 17);
+    auto head = http::request_head("POST", "/extensions/github/webhook/?a=1", "us.example:8443", h, {}, 17);
     ASSERT_TRUE(head);
     EXPECT_EQ(*head,
               "POST /extensions/github/webhook/?a=1 HTTP/1.1\r\n"
@@ -172,8 +182,8 @@ TEST(OutboundRequestHead, StoredHeadersInOrderClientOwnsFramingAndHost) {
               "Host: us.example:8443\r\n"
               "Content-Length: 17\r\n\r\n");
     // An empty POST still says its length; a GET without a body does not.
-    EXPECT_NE(http::request_head("POST", "/", "h", {}, 0)->find("Content-Length: 0\r\n"), std::string::npos);
-    EXPECT_EQ(http::request_head("GET", "/", "h", {}, 0)->find("Content-Length"), std::string::npos);
+    EXPECT_NE(http::request_head("POST", "/", "h", {}, {}, 0)->find("Content-Length: 0\r\n"), std::string::npos);
+    EXPECT_EQ(http::request_head("GET", "/", "h", {}, {}, 0)->find("Content-Length"), std::string::npos);
 }
 
 TEST(OutboundRequestHead, NothingCanSmuggleASecondRequest) {
@@ -181,11 +191,11 @@ TEST(OutboundRequestHead, NothingCanSmuggleASecondRequest) {
                           {"X-Nul", std::string("a\0b", 3)},
                           {"Bad Name", "x"},
                           {"X-Fine", "ok"}};
-    auto head = http::request_head("POST", "/", "h", h, 2);
+    auto head = http::request_head("POST", "/", "h", h, {{"X-Outbox-Attempt", "1"}}, 2);
     ASSERT_TRUE(head);
-    EXPECT_EQ(*head, "POST / HTTP/1.1\r\nX-Fine: ok\r\nHost: h\r\nContent-Length: 2\r\n\r\n");
-    EXPECT_FALSE(http::request_head("POST /x HTTP/1.1\r\n", "/", "h", {}, 0));
-    EXPECT_FALSE(http::request_head("POST", "/a b", "h", {}, 0));
-    EXPECT_FALSE(http::request_head("POST", "/a\r\nX: y", "h", {}, 0));
-    EXPECT_FALSE(http::request_head("", "/", "h", {}, 0));
+    EXPECT_EQ(*head, "POST / HTTP/1.1\r\nX-Fine: ok\r\nX-Outbox-Attempt: 1\r\nHost: h\r\nContent-Length: 2\r\n\r\n");
+    EXPECT_FALSE(http::request_head("POST /x HTTP/1.1\r\n", "/", "h", {}, {}, 0));
+    EXPECT_FALSE(http::request_head("POST", "/a b", "h", {}, {}, 0));
+    EXPECT_FALSE(http::request_head("POST", "/a\r\nX: y", "h", {}, {}, 0));
+    EXPECT_FALSE(http::request_head("", "/", "h", {}, {}, 0));
 }

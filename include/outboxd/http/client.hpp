@@ -21,6 +21,13 @@ struct OutboundRequest {
     std::string body;
     std::chrono::milliseconds timeout{10000};
     bool allow_private = true;  // false: refuse loopback/private/link-local destinations (SSRF guard)
+    // A claimed row's stored headers and body, sent without copying them (the caller awaits the
+    // send, so they outlive it). When set, they go first and `headers` holds only the additions,
+    // and `body` is unused.
+    const ingress::Headers* stored_headers = nullptr;
+    const std::string* stored_body = nullptr;
+
+    const std::string& payload() const { return stored_body ? *stored_body : body; }
 };
 
 // bad_url: the request can never be sent as it is (unusable URL or address, invalid method).
@@ -58,13 +65,13 @@ private:
 // True for loopback, RFC 1918 private, link-local, CGNAT, unspecified and ULA addresses.
 bool is_private_address(const std::string& ip);
 
-// The request line and headers as sent: the stored headers in order, minus the ones that frame
+// The request line and headers as sent: `headers` then `more_headers` in order, minus the ones that frame
 // or route the request (Host, Content-Length, Transfer-Encoding, Connection and other hop-by-hop
 // names, which the client writes itself) and minus any whose name is not a token or whose value
 // holds CR, LF or NUL (they could smuggle a second request). nullopt when the method is not a
 // token or the target holds a space or line break.
 std::optional<std::string> request_head(std::string_view method, std::string_view target, std::string_view host,
-                                        const std::vector<std::pair<std::string, std::string>>& headers,
+                                        const ingress::Headers& headers, const ingress::Headers& more_headers,
                                         std::size_t body_size);
 
 }  // namespace outboxd::http
