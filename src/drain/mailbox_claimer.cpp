@@ -68,8 +68,12 @@ CROSS JOIN LATERAL (SELECT * FROM control_outbox c WHERE c.shard_key = s.k ORDER
 ingress::Headers parse_headers(std::string_view text) {
     ingress::Headers out;
     boost::system::error_code ec;
-    auto v = boost::json::parse(text, ec);
+    // The tree is thrown away at once: build it in a stack arena, not node by node on the heap.
+    alignas(std::max_align_t) unsigned char first[4096];
+    boost::json::monotonic_resource arena(first, sizeof first);
+    auto v = boost::json::parse(text, ec, boost::json::storage_ptr(&arena));
     if (ec || !v.is_array()) return out;
+    out.reserve(v.as_array().size());
     for (const auto& pair : v.as_array()) {
         if (!pair.is_array() || pair.as_array().size() != 2) continue;
         const auto& k = pair.as_array()[0];
