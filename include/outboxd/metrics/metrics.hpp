@@ -38,7 +38,12 @@ struct Metrics {
         "outboxd_dead_letters_total", "Rows moved to control_outbox_dead, by region and reason.", {"region", "reason"});
     Family<Gauge>& in_flight = registry.gauge("outboxd_deliveries_in_flight", "Deliveries in flight in this daemon.");
     Family<Gauge>& backlog_rows = registry.gauge(
-        "outboxd_backlog_rows", "Undelivered rows per region (sampled from control_outbox).", {"region"});
+        "outboxd_backlog_rows",
+        "Undelivered rows per region (counted in control_outbox every 5 s, less often when counting is slow).",
+        {"region"});
+    Family<Gauge>& backlog_count_duration = registry.gauge(
+        "outboxd_backlog_count_duration_seconds",
+        "How long the last count of outboxd_backlog_rows took; the next waits 20 times as long (at least 5 s).");
     Family<Gauge>& oldest_age = registry.gauge(
         "outboxd_oldest_row_age_seconds", "Age of the oldest undelivered row per region (0 when empty).", {"region"});
     Family<Gauge>& dead_rows = registry.gauge(
