@@ -27,6 +27,10 @@ else
   PROBE=${BENCH_PROBE:-15}; E2E_DUR=${BENCH_E2E_DURATION:-30}
 fi
 CLIENTS=${BENCH_CLIENTS:-64}
+# More client counts for the ingress and its pgbench reference (shorter windows): how far group
+# commit goes when providers send with more concurrency. Empty to skip.
+SWEEP=${BENCH_INGRESS_SWEEP-128 256}
+SWEEP_DUR=$(( DUR > 10 ? 10 : DUR ))
 LG_THREADS=${BENCH_LOADGEN_THREADS:-2}
 GW_JOBS=${BENCH_GW_JOBS:-$ROWS}
 PGB_BATCH=${BENCH_PGBENCH_BATCH:-100}
@@ -51,6 +55,7 @@ res mem "$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)"
 res loadavg_start "$(cut -d' ' -f1-3 /proc/loadavg)"
 awk '{ exit !($1 > 1.5) }' /proc/loadavg && res busy 1
 res clients "$CLIENTS"
+res sweep "$SWEEP"
 res mailboxes "$MAILBOXES"
 res rows "$ROWS"
 res gw_jobs "$GW_JOBS"
@@ -106,6 +111,20 @@ res ingress_batch "$(python3 "$BENCH_SRC/benchlib.py" ratio "$WORK/ingress.befor
   outboxd_ingress_commit_batch_size_sum outboxd_ingress_commit_batch_size_count)"
 stored=$(q -c "SELECT count(*) FROM control_outbox")
 log "  rows stored: $stored (answered 2xx in the window: $(kv "$out" ok))"
+for n in $SWEEP; do
+  log "  ingress with $n connections, ${SWEEP_DUR}s"
+  metrics "$MP" >"$WORK/ingress_$n.before"
+  out=$("$BENCH_BIN/loadgen" --connections "$n" --threads "$LG_THREADS" --secret "$GITHUB_SECRET" \
+    --installations "$MAILBOXES" --installation-base "$INSTALLATION_BASE" \
+    --port "$IP" --duration "$SWEEP_DUR" --warmup "$WARM")
+  metrics "$MP" >"$WORK/ingress_$n.after"
+  log "  $out"
+  res "ingress_${n}_rate" "$(kv "$out" rate)"
+  res "ingress_${n}_p50" "$(kv "$out" p50_ms | xargs printf %.2f)"
+  res "ingress_${n}_p99" "$(kv "$out" p99_ms | xargs printf %.2f)"
+  res "ingress_${n}_batch" "$(python3 "$BENCH_SRC/benchlib.py" ratio "$WORK/ingress_$n.before" "$WORK/ingress_$n.after" \
+    outboxd_ingress_commit_batch_size_sum outboxd_ingress_commit_batch_size_count)"
+done
 stop_pid "$OUTBOXD_PID"
 fi
 
@@ -142,6 +161,7 @@ SQL
   rm -f "$WORK/$1".[0-9]*
 }
 pgbench_insert pgb_insert bench_insert "$DUR"
+for n in $SWEEP; do pgbench_insert "pgb_insert_$n" bench_insert "$SWEEP_DUR" "$n"; done
 # One client: the commit (WAL fsync) latency of this disk, for the machine description.
 pgbench_insert pgb_insert_1 bench_insert 3 1
 res pgb_outbox_triggers "$(q -c "SELECT coalesce(string_agg(tgname, ','), 'none') FROM pg_trigger WHERE tgrelid = 'control_outbox'::regclass AND NOT tgisinternal")"
