@@ -38,6 +38,8 @@ constexpr const char* kDead = "SELECT coalesce(region_name, 'none'), count(*) FR
 constexpr double kCountShare = 0.05;
 }  // namespace
 
+const char* BacklogSampler::oldest_row_statement() { return kOldest; }
+
 BacklogSampler::BacklogSampler(const config::Config& cfg, Metrics& m, std::chrono::milliseconds interval)
     : cfg_(cfg), metrics_(m), interval_(interval) {}
 

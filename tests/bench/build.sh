@@ -10,7 +10,7 @@ CXX=${CXX:-g++}
 flags=(-std=c++20 -O2 -g -Wall -Wextra -Werror -Wno-mismatched-new-delete -DBOOST_ASIO_NO_DEPRECATED -pthread)
 pids=()
 for tool in loadgen receiver; do
-  if [ ! -x "$out/$tool" ] || [ "$src/$tool.cpp" -nt "$out/$tool" ] || [ "$src/latency_histogram.hpp" -nt "$out/$tool" ]; then
+  if [ ! -x "$out/$tool" ] || [ "$src/$tool.cpp" -nt "$out/$tool" ] || [ "$src/latency_histogram.hpp" -nt "$out/$tool" ] || [ "$src/http_text.hpp" -nt "$out/$tool" ]; then
     echo "bench: compiling $tool"
     "$CXX" "${flags[@]}" -o "$out/$tool" "$src/$tool.cpp" -lssl -lcrypto &
     pids+=($!)

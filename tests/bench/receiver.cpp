@@ -42,6 +42,7 @@
 #include <thread>
 #include <vector>
 
+#include "http_text.hpp"
 #include "latency_histogram.hpp"
 
 namespace asio = boost::asio;
@@ -193,32 +194,9 @@ struct Head {
 
 enum class HeadResult { ok, bad, too_large };
 
-bool iequals(std::string_view a, std::string_view lower) {
-    if (a.size() != lower.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char c = a[i];
-        if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-        if (c != lower[i]) return false;
-    }
-    return true;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
-    return s;
-}
-
-// Whether a comma-separated list (a Connection value) holds `token`, case-insensitively.
-bool has_token(std::string_view list, std::string_view token) {
-    while (!list.empty()) {
-        auto comma = list.find(',');
-        if (iequals(trim(list.substr(0, comma)), token)) return true;
-        if (comma == std::string_view::npos) break;
-        list.remove_prefix(comma + 1);
-    }
-    return false;
-}
+using bench_http::has_token;
+using bench_http::iequals;
+using bench_http::trim;
 
 // `head` ends with the blank line. Malformed heads and Transfer-Encoding (we only frame by
 // Content-Length) are `bad`; a body over the limit is `too_large`, which closes without a reply

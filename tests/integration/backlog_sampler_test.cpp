@@ -99,20 +99,7 @@ TEST(BacklogSampler, TheAgeQueryReadsTheIndexNotTheTable) {
     sampler.sample(false);  // the first sample counts too; ages are what this test is about
     // The same statement the sampler prepares, planned in this database: no sequential scan and
     // no sort of a whole region.
-    auto plan = db.sql(R"(EXPLAIN WITH RECURSIVE regions AS (
-    (SELECT region_name, date_added FROM control_outbox WHERE region_name IS NOT NULL
-     ORDER BY region_name, date_added LIMIT 1)
-    UNION ALL
-    SELECT n.region_name, n.date_added
-    FROM regions r CROSS JOIN LATERAL (
-        SELECT region_name, date_added FROM control_outbox WHERE region_name > r.region_name
-        ORDER BY region_name, date_added LIMIT 1) n
-)
-SELECT region_name, greatest(extract(epoch FROM now() - date_added), 0)::float8 FROM regions
-UNION ALL
-SELECT 'none', greatest(extract(epoch FROM now() - date_added), 0)::float8
-FROM (SELECT date_added FROM control_outbox WHERE region_name IS NULL
-      ORDER BY region_name, date_added LIMIT 1) n)");
+    auto plan = db.sql(std::string("EXPLAIN ") + outboxd::metrics::BacklogSampler::oldest_row_statement());
     std::string text;
     for (int i = 0; i < plan.rows(); ++i) text += plan.text(i, 0) + "\n";
     EXPECT_EQ(text.find("Seq Scan"), std::string::npos) << text;

@@ -28,6 +28,8 @@ public:
     void sample_once();
     // One sample; counts only when due (or forced). Throws db::Error.
     void sample(bool force_counts);
+    // The oldest-row statement, for tests that EXPLAIN it in their own database.
+    static const char* oldest_row_statement();
 
 private:
     const config::Config& cfg_;
