@@ -13,6 +13,7 @@
 #include "outboxd/config/config.hpp"
 #include "outboxd/db/connection.hpp"
 #include "outboxd/db/migrations.hpp"
+#include "outboxd/db/settings_advice.hpp"
 #include "outboxd/drain/drainer.hpp"
 #include "outboxd/http/client.hpp"
 #include "outboxd/http/server.hpp"
@@ -75,6 +76,11 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
         auto want = db::embedded_migrations();
         if (have.size() < want.size())
             throw std::runtime_error("database schema is not up to date: run `outboxd migrate --config FILE`");
+        try {
+            for (const auto& advice : db::settings_advice(probe)) spdlog::warn("database: {}", advice);
+        } catch (const std::exception& e) {
+            spdlog::debug("database: settings not checked error=\"{}\"", e.what());
+        }
     }
 
     unsigned io_threads = std::max(2u, std::thread::hardware_concurrency());
