@@ -21,10 +21,17 @@ run: build
 test: build
 	@scripts/run-tests.sh $(BUILD)
 
-sanitize: deps
+# ASan+UBSan, then TSan, each over the whole suite (the daemons the tests start are sanitized too).
+sanitize:
+	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory tsan
+
+asan: deps
 	@cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DOUTBOXD_SANITIZE=address,undefined >/dev/null
 	@cmake --build build-asan -j$(JOBS)
 	@ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 scripts/run-tests.sh build-asan
+
+tsan: deps
 	@cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DOUTBOXD_SANITIZE=thread >/dev/null
 	@cmake --build build-tsan -j$(JOBS)
 	@TSAN_OPTIONS="halt_on_error=1 suppressions=$(CURDIR)/tests/tsan.supp" scripts/run-tests.sh build-tsan
