@@ -28,8 +28,9 @@ cleanup() {
   "${as_pg[@]}" "$pgbin/pg_ctl" -D "$run/pgdata" -m fast stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT INT TERM
+# autovacuum_naptime as ops/RUNBOOK.md advises for a database that carries an outbox.
 "${as_pg[@]}" "$pgbin/pg_ctl" -D "$run/pgdata" -l "$run/postgres.log" -w \
-  -o "-p $port -k $run -c listen_addresses=127.0.0.1" start >/dev/null
+  -o "-p $port -k $run -c listen_addresses=127.0.0.1 -c autovacuum_naptime=10s" start >/dev/null
 url="postgresql://postgres@127.0.0.1:$port/outboxd"
 psql -X -q -h 127.0.0.1 -p "$port" -U postgres -tc "SELECT 1 FROM pg_database WHERE datname='outboxd'" | grep -q 1 \
   || psql -X -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE outboxd"
