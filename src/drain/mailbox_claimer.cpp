@@ -18,6 +18,8 @@
 #include <boost/json.hpp>
 #include <map>
 
+#include "outboxd/common/scratch_json.hpp"
+
 namespace outboxd::drain {
 namespace {
 
@@ -68,10 +70,8 @@ CROSS JOIN LATERAL (SELECT * FROM control_outbox c WHERE c.shard_key = s.k ORDER
 ingress::Headers parse_headers(std::string_view text) {
     ingress::Headers out;
     boost::system::error_code ec;
-    // The tree is thrown away at once: build it in a stack arena, not node by node on the heap.
-    alignas(std::max_align_t) unsigned char first[4096];
-    boost::json::monotonic_resource arena(first, sizeof first);
-    auto v = boost::json::parse(text, ec, boost::json::storage_ptr(&arena));
+    ScratchJson json;  // the tree is thrown away at once
+    auto v = json.parse(text, ec);
     if (ec || !v.is_array()) return out;
     out.reserve(v.as_array().size());
     for (const auto& pair : v.as_array()) {

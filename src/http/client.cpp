@@ -108,17 +108,6 @@ int ssl_key_index() {
     return idx;
 }
 
-bool iequals(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        char x = a[i], y = b[i];
-        if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
-        if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
-        if (x != y) return false;
-    }
-    return true;
-}
-
 bool has_line_break(std::string_view s) { return s.find_first_of(std::string_view("\r\n\0", 3)) != std::string_view::npos; }
 
 // RFC 9110 §5.6.2 tchar.
@@ -160,7 +149,7 @@ std::optional<std::string> request_head(std::string_view method, std::string_vie
             // A name that is not a token or a value with a line break would let a stored header
             // smuggle a second request onto the connection: it is dropped, never sent.
             if (!is_token(k) || has_line_break(v)) continue;
-            if (std::any_of(std::begin(own), std::end(own), [&k = k](std::string_view o) { return iequals(k, o); }))
+            if (std::any_of(std::begin(own), std::end(own), [&k = k](std::string_view o) { return ingress::same_header_name(k, o); }))
                 continue;
             out += k;
             out += ": ";
@@ -385,10 +374,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         }
         static const ingress::Headers none;
         const auto& body = req.payload();
-        auto head = req.stored_headers
-                        ? request_head(req.method, dest->target, dest->host_header, *req.stored_headers, req.headers,
-                                       body.size())
-                        : request_head(req.method, dest->target, dest->host_header, req.headers, none, body.size());
+        auto head = request_head(req.method, dest->target, dest->host_header,
+                                 req.stored_headers ? *req.stored_headers : none, req.headers, body.size());
         if (!head) {
             // Retrying cannot make it sendable: permanent, like an unusable URL.
             out.failure = FailureKind::bad_url;

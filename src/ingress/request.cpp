@@ -7,10 +7,6 @@ namespace outboxd::ingress {
 namespace {
 // ASCII-only folding: header names are tokens, and std::tolower consults the locale per byte.
 char fold(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; }
-bool iequals(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return fold(x) == fold(y); });
-}
 int hexval(char c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
@@ -30,9 +26,14 @@ std::string_view Request::query() const {
     return q == std::string_view::npos ? std::string_view{} : t.substr(q + 1);
 }
 
+bool same_header_name(std::string_view a, std::string_view b) {
+    return a.size() == b.size() &&
+           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return fold(x) == fold(y); });
+}
+
 std::optional<std::string_view> Request::header(std::string_view name) const {
     for (const auto& [k, v] : headers)
-        if (iequals(k, name)) return std::string_view(v);
+        if (same_header_name(k, name)) return std::string_view(v);
     return std::nullopt;
 }
 
@@ -46,7 +47,7 @@ Headers forwardable_headers(const Headers& in) {
                                                 "x-outbox-signature"};
     std::vector<std::string_view> named;  // headers listed in Connection are hop-by-hop too
     for (const auto& [k, v] : in) {
-        if (!iequals(k, "connection")) continue;
+        if (!same_header_name(k, "connection")) continue;
         std::string_view s = v;
         while (!s.empty()) {
             auto comma = s.find(',');
@@ -61,7 +62,7 @@ Headers forwardable_headers(const Headers& in) {
     Headers out;
     out.reserve(in.size());
     for (const auto& [k, v] : in) {
-        auto same = [&k = k](std::string_view d) { return iequals(k, d); };
+        auto same = [&k = k](std::string_view d) { return same_header_name(k, d); };
         if (std::any_of(std::begin(drop), std::end(drop), same) || std::any_of(named.begin(), named.end(), same))
             continue;
         out.emplace_back(k, v);

@@ -41,18 +41,19 @@ constexpr double kCountShare = 0.05;
 const char* BacklogSampler::oldest_row_statement() { return kOldest; }
 
 BacklogSampler::BacklogSampler(const config::Config& cfg, Metrics& m, std::chrono::milliseconds interval)
-    : cfg_(cfg), metrics_(m), interval_(interval) {}
+    : cfg_(cfg), metrics_(m), interval_(interval) {
+    for (const auto& r : cfg_.regions) seen_.insert(r.name);
+}
 
 BacklogSampler::~BacklogSampler() { stop(); }
 
 void BacklogSampler::sample_once() { sample(true); }
 
 void BacklogSampler::sample(bool force_counts) {
-    auto& conn = conn_;
-    if (!conn || !conn->ok()) {
-        conn.emplace(cfg_.database.url, "outboxd-sampler");
+    if (!conn_ || !conn_->ok()) {
+        conn_.emplace(cfg_.database.url, "outboxd-sampler");
         // A metric is background work: no parallel workers taking cores from deliveries.
-        conn->exec("SET max_parallel_workers_per_gather = 0");
+        conn_->exec("SET max_parallel_workers_per_gather = 0");
     }
     const auto now = std::chrono::steady_clock::now();
     const bool count = force_counts || now >= next_count_;
@@ -60,28 +61,27 @@ void BacklogSampler::sample(bool force_counts) {
     std::set<std::string> present;  // regions with at least one undelivered row
     std::map<std::string, double> backlog;
     std::map<std::string, double> dead;
-    // Every region reported once stays reported: a gauge left at its last value after the
-    // region emptied would read as a stuck backlog.
-    for (const auto& r : cfg_.regions) seen_.insert(r.name);
+    // Every region reported once stays reported (seen_ starts with the configured ones): a gauge
+    // left at its last value after the region emptied would read as a stuck backlog.
     for (const auto& r : seen_) oldest[r] = 0;
     try {
-        auto a = conn->exec_prepared("sample_oldest", kOldest);
+        auto a = conn_->exec_prepared("sample_oldest", kOldest);
         for (int i = 0; i < a.rows(); ++i) {
             oldest[a.text(i, 0)] = a.number(i, 1);
             present.insert(a.text(i, 0));
             seen_.insert(a.text(i, 0));
         }
         if (count) {
-            auto r = conn->exec_prepared("sample_backlog", kBacklog);
+            auto r = conn_->exec_prepared("sample_backlog", kBacklog);
             for (int i = 0; i < r.rows(); ++i) backlog[r.text(i, 0)] = static_cast<double>(r.int64(i, 1));
-            auto d = conn->exec_prepared("sample_dead", kDead);
+            auto d = conn_->exec_prepared("sample_dead", kDead);
             for (int i = 0; i < d.rows(); ++i) {
                 dead[d.text(i, 0)] = static_cast<double>(d.int64(i, 1));
                 seen_.insert(d.text(i, 0));
             }
         }
     } catch (...) {
-        conn.reset();
+        conn_.reset();
         throw;
     }
     for (const auto& [region, age] : oldest) metrics_.oldest_age.with({region}).set(age);

@@ -31,6 +31,9 @@ struct Response {
 
 // Headers worth replaying at the region: all but hop-by-hop ones, Host, Content-Length and
 // those named by Connection.
+// Header names compared as RFC 9110 says: ASCII, case-insensitively (no locale).
+bool same_header_name(std::string_view a, std::string_view b);
+
 Headers forwardable_headers(const Headers& in);
 
 // Percent-decodes a URL component ('+' stays '+').

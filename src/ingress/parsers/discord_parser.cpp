@@ -40,7 +40,7 @@ Decision parse_discord(const Request& req, std::string_view subpath, Context& ct
     if (auto d = require_post(req)) return *d;
     if (auto d = check_signature(req, ctx)) return *d;
     boost::system::error_code ec;
-    BodyJson json;
+    ScratchJson json;
     auto doc = json.parse(req.body, ec);
     if (ec) return Decision::reply(400, "bad_json", "body is not valid JSON\n", "text/plain");
     const auto* root = doc.if_object();

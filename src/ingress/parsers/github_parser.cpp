@@ -22,7 +22,7 @@ Decision parse_github(const Request& req, std::string_view subpath, Context& ctx
     auto event = req.header("X-GitHub-Event");
     if (event && *event == "installation") return Decision::reply(204, "control");
     boost::system::error_code ec;
-    BodyJson json;
+    ScratchJson json;
     auto doc = json.parse(req.body, ec);
     if (ec) return Decision::reply(400, "bad_json", "body is not valid JSON\n", "text/plain");
     if (!doc.is_object()) return Decision::reply(400, "bad_shape", "body is not a JSON object\n", "text/plain");

@@ -49,7 +49,7 @@ Decision parse_jira_server(const Request& req, std::string_view subpath, Context
     if (!jwt::unexpired(*token, ctx.now()))
         return Decision::reply(401, "expired", "the URL token has expired\n", "text/plain");
     boost::system::error_code ec;
-    BodyJson json;
+    ScratchJson json;
     auto doc = json.parse(req.body, ec);
     if (ec) return Decision::reply(400, "bad_json", "body is not valid JSON\n", "text/plain");
     if (!doc.is_object()) return Decision::reply(400, "bad_shape", "body is not a JSON object\n", "text/plain");

@@ -66,7 +66,7 @@ Decision parse_msteams(const Request& req, std::string_view subpath, Context& ct
     if (subpath != "webhook/" && subpath != "webhook") return not_found();
     if (auto d = require_post(req)) return *d;
     boost::system::error_code ec;
-    BodyJson json;
+    ScratchJson json;
     auto doc = json.parse(req.body, ec);
     if (ec) return Decision::reply(400, "bad_json", "body is not valid JSON\n", "text/plain");
     if (!doc.is_object()) return Decision::reply(400, "bad_shape", "body is not a JSON object\n", "text/plain");

@@ -61,7 +61,7 @@ Decision parse_slack(const Request& req, std::string_view subpath, Context& ctx)
 
     std::string team_id;
     if (route == "event") {
-        BodyJson json;
+        ScratchJson json;
         boost::system::error_code ec;
         auto doc = json.parse(req.body, ec);
         if (ec) return bad_json();
@@ -84,7 +84,7 @@ Decision parse_slack(const Request& req, std::string_view subpath, Context& ctx)
     } else {
         auto payload = form_field(req.body, "payload");
         if (!payload) return bad_shape("payload");
-        BodyJson json;
+        ScratchJson json;
         boost::system::error_code ec;
         auto doc = json.parse(*payload, ec);
         if (ec) return bad_json();

@@ -11,7 +11,7 @@ Decision parse_vsts(const Request& req, std::string_view subpath, Context& ctx) 
     if (subpath != "issue-updated/" && subpath != "issue-updated") return not_found();
     if (auto d = require_post(req)) return *d;
     boost::system::error_code ec;
-    BodyJson json;
+    ScratchJson json;
     auto doc = json.parse(req.body, ec);
     if (ec) return Decision::reply(400, "bad_json", "body is not valid JSON\n", "text/plain");
     const boost::json::value* id = nullptr;
