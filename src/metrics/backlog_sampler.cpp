@@ -65,7 +65,12 @@ void BacklogSampler::sample(bool force_counts) {
     // left at its last value after the region emptied would read as a stuck backlog.
     for (const auto& r : seen_) oldest[r] = 0;
     try {
-        auto a = conn_->exec_prepared("sample_oldest", kOldest);
+        // Planned afresh every sample, never prepared: a statement without parameters keeps its
+        // first plan until something invalidates it, and one planned while the outbox was empty
+        // is three sequential scans. The bench caught exactly that: a daemon started on an empty
+        // table read the whole (growing) outbox three times per sample, 16 % of PostgreSQL's CPU
+        // during ingress, until the first autoanalyze. Planning costs well under a millisecond.
+        auto a = conn_->exec(kOldest);
         for (int i = 0; i < a.rows(); ++i) {
             oldest[a.text(i, 0)] = a.number(i, 1);
             present.insert(a.text(i, 0));
