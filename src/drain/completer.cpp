@@ -99,7 +99,14 @@ void Completer::run() {
         }
         room_.notify_all();
         try {
-            if (!conn || !conn->ok()) conn.emplace(conninfo_, "outboxd-completer");
+            if (!conn || !conn->ok()) {
+                conn.emplace(conninfo_, "outboxd-completer");
+                // After five executions PostgreSQL may keep a generic plan, and one made while the
+                // outbox was empty deletes by id with a sequential scan, reading the whole table
+                // on every flush once it has grown, until an autoanalyze replans it. Plan each
+                // flush for the table as it is (a few tens of microseconds).
+                conn->exec("SET plan_cache_mode = force_custom_plan");
+            }
             flush(*conn, batch);
             if (failing) spdlog::info("completer: database reachable again, outcomes written");
             failing = false;

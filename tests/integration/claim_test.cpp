@@ -239,3 +239,30 @@ TEST(Claim, TheClaimerSessionPlansIndexWalksOnly) {
     EXPECT_EQ(text.find("Sort"), std::string::npos) << text;
     EXPECT_NE(text.find("Index Scan"), std::string::npos) << "an ordered index walk that stops at the first row\n" << text;
 }
+
+// A completer that starts on an empty outbox (statistics say: no rows) and flushes a few times may
+// be handed a generic plan that deletes by id with a sequential scan; kept, it would read the
+// whole outbox on every flush once a backlog builds. Deletes must keep going through the index.
+TEST(Claim, CompleterDeletesThroughTheIndexAfterStartingOnAnEmptyOutbox) {
+    TestDatabase db("claim_completer_plan");
+    db.sql("ANALYZE control_outbox");
+    outboxd::metrics::Metrics m;
+    outboxd::drain::Completer completer(db.url(), "a", m, nullptr, nullptr);
+    using Kind = outboxd::drain::Outcome::Kind;
+    for (std::int64_t id = 1; id <= 8; ++id) {  // one flush each, all on the empty table
+        completer.push({.kind = Kind::delivered, .id = id});
+        ASSERT_TRUE(completer.drain(5s));
+    }
+    seed(db, 50, 20000);  // ids 1..20000: the sequence was never used
+    for (std::int64_t id = 1; id <= 10; ++id) completer.push({.kind = Kind::delivered, .id = id});
+    ASSERT_TRUE(completer.drain(5s));
+    // The completer's session reports its statistics some seconds after it goes idle; deletes and
+    // scans of one table arrive together.
+    auto stat = [&](const char* column) {
+        return db.sql(std::string("SELECT ") + column + " FROM pg_stat_user_tables WHERE relname = 'control_outbox'")
+            .int64(0, 0);
+    };
+    ASSERT_TRUE(wait_until([&] { return stat("n_tup_del") >= 10; }, 30s)) << "the deletes never showed up";
+    EXPECT_EQ(stat("n_tup_del"), 10);
+    EXPECT_EQ(stat("seq_tup_read"), 0) << "a delete by id read the table sequentially";
+}
