@@ -86,14 +86,16 @@ ingress::Headers parse_headers(std::string_view text) {
 }  // namespace
 
 void MailboxClaimer::configure_session(db::Connection& conn) {
-    // The outbox swings from empty to huge. A generic plan cached while it was empty scans it
-    // sequentially inside the loose index scan (quadratic in the backlog, found by the soak): plan
-    // every claim for the table as it is now, index paths only. Bitmap scans too are off: a head
-    // lookup (shard_key = k ORDER BY id LIMIT 1) estimated at one row was planned as a bitmap heap
-    // scan plus a sort, which reads every row of the shard, and after a pinned horizon the soak
-    // caught one claim running for minutes that way. A plain index scan stops at the first
-    // visible row.
-    conn.exec("SET plan_cache_mode = force_custom_plan");
+    // The outbox swings from empty to huge, and PostgreSQL keeps the generic plan of a prepared
+    // statement once it looks no dearer than the custom ones, i.e. while the table is empty. Such
+    // a plan scanned the table sequentially inside the loose index scan (quadratic in the backlog,
+    // found by the soak), and a head lookup (shard_key = k ORDER BY id LIMIT 1) estimated at one
+    // row became a bitmap heap scan plus a sort that reads every row of the shard (after a pinned
+    // horizon the soak caught one claim running for minutes). With both scan kinds off, every plan
+    // of these statements, generic or not, is nested index probes whatever the table size (the
+    // test ClaimsStayFastWhenTheBacklogGrowsFromEmpty). Claims are not re-planned each time, as
+    // they were with plan_cache_mode = force_custom_plan: planning the claim took 0.6 ms, 40 % of
+    // its cost, at 4,500 deliveries/s.
     conn.exec("SET enable_seqscan = off");
     conn.exec("SET enable_bitmapscan = off");
 }
