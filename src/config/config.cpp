@@ -109,6 +109,8 @@ const std::vector<KeyRow>& rows() {
                     "claims of a daemon that stopped answering are taken over after this"),
         OUTBOXD_DUR("drain.poll_interval", drain.poll_interval, true,
                     "claim at least this often when no NOTIFY arrives"),
+        OUTBOXD_DUR_OR_OFF("drain.claim_interval", drain.claim_interval, true,
+                           "least time between two claims that wake-ups ask for (0ms: claim at every wake-up)"),
         OUTBOXD_DUR("drain.shutdown_timeout", drain.shutdown_timeout, false,
                     "on SIGTERM, in-flight deliveries get this long before they are released"),
         OUTBOXD_INT("drain.circuit_failures", drain.circuit_failures, 1, 100000, true,

@@ -36,13 +36,14 @@ heads AS (
                         FROM control_outbox c WHERE c.shard_key = s.k ORDER BY c.id LIMIT 1) h
     WHERE s.k IS NOT NULL
 ),
-live AS (SELECT pid FROM pg_stat_activity),
+-- The lease check is a scalar subquery on purpose: one primary-key probe per head. Written as
+-- NOT EXISTS it became a hash anti-join that read every lease row (one per shard ever claimed)
+-- on every claim.
 eligible AS (
     SELECT h.shard_key FROM heads h
     WHERE h.scheduled_for <= now()
-      AND NOT EXISTS (SELECT 1 FROM outbox_lease l
-                      WHERE l.shard_key = h.shard_key AND l.owner IS NOT NULL
-                        AND l.until >= now() AND l.pid IN (SELECT pid FROM live))
+      AND (SELECT l.owner IS NOT NULL AND l.until >= now() AND l.pid IN (SELECT pid FROM pg_stat_activity)
+           FROM outbox_lease l WHERE l.shard_key = h.shard_key) IS NOT TRUE
       AND NOT EXISTS (SELECT 1 FROM outbox_pause p
                       WHERE (p.kind = 'mailbox' AND p.name = h.mailbox_name)
                          OR (p.kind = 'region' AND p.name = h.region_name))

@@ -95,7 +95,7 @@ fallback_keys="database.url database.pool_size
 ingress.listen ingress.max_body_bytes ingress.read_timeout ingress.tls_cert ingress.tls_key
 metrics.listen
 drain.concurrency drain.batch_size drain.rows_per_mailbox drain.request_timeout drain.lease
-drain.poll_interval drain.shutdown_timeout drain.circuit_failures drain.circuit_open
+drain.poll_interval drain.claim_interval drain.shutdown_timeout drain.circuit_failures drain.circuit_open
 drain.circuit_max_open
 retry.base_delay retry.max_delay retry.max_attempts retry.max_age
 provider.github.webhook_secret provider.slack.signing_secret provider.discord.public_key

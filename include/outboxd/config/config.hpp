@@ -40,6 +40,7 @@ struct Config {
         Duration request_timeout{std::chrono::seconds(10)};
         Duration lease{std::chrono::seconds(30)};
         Duration poll_interval{std::chrono::seconds(1)};
+        Duration claim_interval{std::chrono::milliseconds(2)};
         Duration shutdown_timeout{std::chrono::seconds(10)};
         int circuit_failures = 10;
         Duration circuit_open{std::chrono::seconds(2)};
