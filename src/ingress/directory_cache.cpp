@@ -8,6 +8,8 @@
 
 namespace outboxd::ingress {
 
+using namespace std::chrono_literals;
+
 template <class K, class V>
 std::optional<V> DirectoryCache::find(const std::map<K, Entry<V>>& m, const K& k) const {
     if (!enabled()) return std::nullopt;
@@ -24,7 +26,8 @@ void DirectoryCache::store(std::map<K, Entry<V>>& m, std::uint64_t gen, const K&
     // Checked under the lock that invalidate() takes after bumping the generation: a store either
     // lands before the clear (and is cleared) or sees the new generation (and is dropped).
     if (gen != generation_.load()) return;
-    m.insert_or_assign(k, Entry<V>{v, Clock::now() + ttl_});
+    auto life = ttl_ - std::uniform_int_distribution<std::chrono::milliseconds::rep>(0, ttl_.count() / 2)(rng_) * 1ms;
+    m.insert_or_assign(k, Entry<V>{v, Clock::now() + life});
 }
 
 std::optional<std::optional<Integration>> DirectoryCache::integration_by_external_id(

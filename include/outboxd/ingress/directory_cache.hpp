@@ -5,7 +5,9 @@
 // Freshness: sql/007_directory_notify.sql NOTIFYs outboxd_directory on any change to the tables
 // behind these lookups; DirectoryListener drops the whole cache when one arrives, and keeps the
 // cache switched off while its session is down (notices could be missed then). Every entry also
-// expires after `ttl`. A lookup that raced with a change is not stored: entries carry the
+// expires after `ttl` at most: its life is drawn from [ttl/2, ttl], so that entries filled together
+// (a start, an invalidation, a burst of new installations) do not all miss together and send every
+// webhook of that moment to the database at once. A lookup that raced with a change is not stored: entries carry the
 // generation they were read in, and an invalidation bumps the generation first.
 #pragma once
 #include <atomic>
@@ -13,6 +15,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -64,6 +67,7 @@ private:
     std::atomic<std::uint64_t> generation_{1};
     std::atomic<bool> usable_{false};
     mutable std::mutex mu_;
+    std::minstd_rand rng_{std::random_device{}()};  // entry lives, under mu_
     std::map<std::pair<std::string, std::string>, Entry<std::optional<Integration>>> by_external_id_;
     std::map<std::int64_t, Entry<std::optional<Integration>>> by_id_;
     std::map<std::int64_t, Entry<std::optional<std::string>>> org_region_;
