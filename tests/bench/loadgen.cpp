@@ -5,7 +5,14 @@
 //
 //   loadgen --port P [--host 127.0.0.1] [--path /extensions/github/webhook/] [--connections 64]
 //           [--threads 1] [--duration 10] [--warmup 2] [--rate 0] [--installations 1000]
-//           [--installation-base 1000000] [--secret S]
+//           [--installation-base 1000000] [--secret S] [--schedule per-connection|shared]
+//
+// Open loop, two schedules. per-connection (wrk2's): each connection sends every
+// connections/rate seconds, so one slow answer makes the following requests of that connection
+// late, even while others sit idle. shared: each thread releases its share of the rate on one
+// schedule and any idle connection of the thread takes the next due request; requests queue only
+// when every connection is busy. That is a provider with a pool of senders, which does not hold a
+// webhook back behind an unrelated slow one. Both measure from the intended send time.
 //
 // Each body carries "installation":{"id": base + k}, k = 1…--installations in turn (so webhooks
 // spread over that many mailboxes) and "bench_sent_us": the intended send time in Unix
@@ -47,6 +54,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <deque>
 #include <ctime>
 #include <iostream>
 #include <memory>
@@ -77,6 +85,7 @@ struct Options {
     long installations = 1000;
     long installation_base = 1000000;
     std::string secret;
+    bool shared_schedule = false;
 };
 
 struct Totals {
@@ -419,6 +428,10 @@ public:
             c.next = g_start + interval_ * i / std::max(1, g_opt.connections);
             conns_.push_back(std::move(c));
         }
+        if (shared_) {
+            slot_interval_ = interval_ / static_cast<std::int64_t>(std::max<std::size_t>(1, conns_.size()));
+            next_slot_ = g_start + slot_interval_ * first / std::max(1, step);  // threads out of step
+        }
         prefix_ = head_prefix();
         head_room_ = prefix_.size() + kMaxHeadTail;
         request_.reset(new char[head_room_ + kMaxBody]);
@@ -446,6 +459,7 @@ public:
             auto wake = next_sweep;
             while (!timers_.empty() && !current(timers_.top())) timers_.pop();
             if (!timers_.empty()) wake = std::min(wake, timers_.top().due);
+            if (shared_ && !ended_) wake = std::min(wake, std::min(next_slot_, g_end));
             int n = wait_events(epfd_, events, 256, wake - Clock::now());
             for (int i = 0; i < n; ++i) on_event(conns_[events[i].data.u32]);
             now = Clock::now();
@@ -454,6 +468,7 @@ public:
                 timers_.pop();
                 if (current(t)) loop_top(conns_[t.conn], now);
             }
+            if (shared_) release_slots(now);
             if (now >= next_sweep) {
                 sweep(now);
                 next_sweep = now + kSweepEvery;
@@ -479,7 +494,16 @@ private:
     // (open loop) or go at once (closed loop).
     void loop_top(Conn& c, Clock::time_point now) {
         if (now >= g_end) return stop(c);
-        if (g_opt.rate > 0) {
+        if (shared_) {
+            if (due_.empty()) {
+                c.state = State::waiting;
+                c.due = Clock::time_point::max();  // no timer: release_slots wakes it
+                idle_.push_back(slot(c));
+                return;
+            }
+            c.intended = due_.front();
+            due_.pop_front();
+        } else if (g_opt.rate > 0) {
             if (c.next > now) return wait_until(c, c.next);
             c.intended = c.next;
             c.next += interval_;  // a late answer does not shift the schedule
@@ -490,6 +514,24 @@ private:
         if (c.fd >= 0) return send_request(c, now);
         c.addr = 0;
         connect(c, now);
+    }
+
+    // Shared schedule: queue the requests that fell due, hand them to idle connections, and stop
+    // the idle ones at the end.
+    void release_slots(Clock::time_point now) {
+        if (ended_) return;
+        for (; next_slot_ <= now && next_slot_ < g_end; next_slot_ += slot_interval_) due_.push_back(next_slot_);
+        while (!due_.empty() && !idle_.empty()) {
+            auto& c = conns_[idle_.back()];
+            idle_.pop_back();
+            if (c.state == State::waiting) loop_top(c, now);
+        }
+        if (now >= g_end) {
+            ended_ = true;
+            for (auto i : idle_)
+                if (conns_[i].state == State::waiting) stop(conns_[i]);
+            idle_.clear();
+        }
     }
 
     void wait_until(Conn& c, Clock::time_point due) {
@@ -716,6 +758,14 @@ private:
     const std::chrono::nanoseconds interval_ =
         g_opt.rate > 0 ? std::chrono::nanoseconds(static_cast<std::int64_t>(1e9 * g_opt.connections / g_opt.rate))
                        : std::chrono::nanoseconds(0);
+    // Shared schedule: this thread's share of the rate (its connections' worth), the requests due
+    // and not yet sent, and the connections waiting for one.
+    const bool shared_ = g_opt.shared_schedule && g_opt.rate > 0;
+    std::chrono::nanoseconds slot_interval_{0};
+    Clock::time_point next_slot_;
+    std::deque<Clock::time_point> due_;
+    std::vector<std::uint32_t> idle_;
+    bool ended_ = false;
     std::string prefix_;      // the request head up to the Delivery ID
     std::size_t head_room_ = 0;
     std::unique_ptr<char[]> request_;  // head room, then the body
@@ -768,6 +818,14 @@ int main(int argc, char** argv) {
         else if (a == "--installations") g_opt.installations = std::stol(next());
         else if (a == "--installation-base") g_opt.installation_base = std::stol(next());
         else if (a == "--secret") g_opt.secret = next();
+        else if (a == "--schedule") {
+            auto v = next();
+            if (v != "shared" && v != "per-connection") {
+                std::cerr << "loadgen: --schedule is shared or per-connection\n";
+                return 2;
+            }
+            g_opt.shared_schedule = v == "shared";
+        }
         else {
             std::cerr << "loadgen: unknown option " << a << "\n";
             return 2;

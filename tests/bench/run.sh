@@ -43,4 +43,8 @@ WORK=$(mktemp -d /tmp/outboxd-bench.XXXXXX)
 chmod 755 "$WORK"
 trap '[ "${BENCH_KEEP:-0}" = 1 ] && echo "bench: kept $WORK" >&2 || rm -rf "$WORK"' EXIT
 # -t: cluster in a temporary directory even as root; fsync stays on (the default, spelt out).
-pg_virtualenv -t -o fsync=on -o synchronous_commit=on -o max_connections=300 bash tests/bench/inner.sh
+# BENCH_PG_OPTIONS: further server settings ("name=value …"), e.g. for a tuned-cluster A/B.
+pg_options=(-o fsync=on -o synchronous_commit=on -o max_connections=300)
+for o in ${BENCH_PG_OPTIONS:-}; do pg_options+=(-o "$o"); done
+export BENCH_PG_OPTIONS
+pg_virtualenv -t "${pg_options[@]}" bash tests/bench/inner.sh
