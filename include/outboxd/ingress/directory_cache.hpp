@@ -7,8 +7,9 @@
 // cache switched off while its session is down (notices could be missed then). Every entry also
 // expires after `ttl` at most: its life is drawn from [ttl/2, ttl], so that entries filled together
 // (a start, an invalidation, a burst of new installations) do not all miss together and send every
-// webhook of that moment to the database at once. A lookup that raced with a change is not stored: entries carry the
-// generation they were read in, and an invalidation bumps the generation first.
+// webhook of that moment to the database at once. A lookup that raced with a change is not
+// stored: entries carry the generation they were read in, and an invalidation bumps the
+// generation first.
 #pragma once
 #include <atomic>
 #include <chrono>
