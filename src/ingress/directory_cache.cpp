@@ -8,8 +8,6 @@
 
 namespace outboxd::ingress {
 
-using namespace std::chrono_literals;
-
 template <class K, class V>
 std::optional<V> DirectoryCache::find(const std::map<K, Entry<V>>& m, const K& k) const {
     if (!enabled()) return std::nullopt;
@@ -26,7 +24,8 @@ void DirectoryCache::store(std::map<K, Entry<V>>& m, std::uint64_t gen, const K&
     // Checked under the lock that invalidate() takes after bumping the generation: a store either
     // lands before the clear (and is cleared) or sees the new generation (and is dropped).
     if (gen != generation_.load()) return;
-    auto life = ttl_ - std::uniform_int_distribution<std::chrono::milliseconds::rep>(0, ttl_.count() / 2)(rng_) * 1ms;
+    std::uniform_int_distribution<std::chrono::milliseconds::rep> shorten(0, ttl_.count() / 2);
+    auto life = ttl_ - std::chrono::milliseconds(shorten(rng_));
     m.insert_or_assign(k, Entry<V>{v, Clock::now() + life});
 }
 
