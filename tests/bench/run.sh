@@ -43,8 +43,13 @@ WORK=$(mktemp -d /tmp/outboxd-bench.XXXXXX)
 chmod 755 "$WORK"
 trap '[ "${BENCH_KEEP:-0}" = 1 ] && echo "bench: kept $WORK" >&2 || rm -rf "$WORK"' EXIT
 # -t: cluster in a temporary directory even as root; fsync stays on (the default, spelt out).
-# BENCH_PG_OPTIONS: further server settings ("name=value …"), e.g. for a tuned-cluster A/B.
+# The cluster is set up as ops/RUNBOOK.md advises for an outbox ("Slow webhook answers", "Table
+# health"): with stock settings a 700 MB vacuum every minute and a checkpoint every 30-40 s stall
+# the WAL flush that every answer waits for (docs/BENCHMARKS.md, findings 25 and 28), and the
+# daemon itself warns about the default naptime. BENCH_PG_OPTIONS replaces these settings
+# ("name=value …"); BENCH_PG_OPTIONS="" runs PostgreSQL's defaults.
+BENCH_PG_OPTIONS=${BENCH_PG_OPTIONS-shared_buffers=1GB max_wal_size=4GB checkpoint_timeout=15min autovacuum_naptime=10s}
 pg_options=(-o fsync=on -o synchronous_commit=on -o max_connections=300)
-for o in ${BENCH_PG_OPTIONS:-}; do pg_options+=(-o "$o"); done
+for o in $BENCH_PG_OPTIONS; do pg_options+=(-o "$o"); done
 export BENCH_PG_OPTIONS
 pg_virtualenv -t "${pg_options[@]}" bash tests/bench/inner.sh
