@@ -162,8 +162,10 @@ void Drainer::claim_loop() {
                 if (auto n = claimer.sweep_void_leases(); n > 0) spdlog::info("drain: removed void_leases={}", n);
                 next_lease_sweep = now + 30s;
             }
+            // Read afresh at each use: runs finish on other threads while this one waits and claims.
+            auto free_slots = [&] { return cfg->drain.concurrency - in_flight_.load(); };
             bool full = false;
-            if (want_claim && !last_full && cfg->drain.concurrency > in_flight_.load()) {
+            if (want_claim && !last_full && free_slots() > 0) {
                 // Wake-ups come per commit and per finished run, hundreds a second under moderate
                 // load, and every claim walks all shard heads: claiming at each one makes many
                 // claims of a few rows (docs/BENCHMARKS.md, finding 24). What woke us while we
@@ -177,7 +179,7 @@ void Drainer::claim_loop() {
                     [[maybe_unused]] auto r = read(wake_fd_, &v, sizeof v);
                 }
             }
-            int free = cfg->drain.concurrency - in_flight_.load();
+            int free = free_slots();
             if (want_claim && free > 0) {
                 ClaimParams p;
                 p.owner = owner_;
@@ -200,7 +202,7 @@ void Drainer::claim_loop() {
             }
             // Sleep until a NOTIFY, a wake (capacity or flush), or the poll interval.
             pollfd fds[2] = {{conn->socket(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
-            bool more = full && cfg->drain.concurrency - in_flight_.load() > 0;  // rows are likely waiting
+            bool more = full && free_slots() > 0;  // rows are likely waiting
             int timeout = more ? 0 : static_cast<int>(std::min<std::int64_t>(cfg->drain.poll_interval.count(), 500));
             int n = ::poll(fds, 2, timeout);
             // A timed wake (every ≤ 500 ms, for pauses and the watchdog) claims only once per poll
