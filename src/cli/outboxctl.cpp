@@ -3,6 +3,7 @@
 // Like PgBouncer's admin console, a command is one row of kCommands plus one handler; the row's
 // flags say which options it takes, so parsing, help and validation come from the table.
 #include <CLI/CLI.hpp>
+#include <charconv>
 #include <iostream>
 #include <map>
 #include <memory>
@@ -144,7 +145,16 @@ CLI::App* add_command(CLI::App& app, const Command& cmd, Args& args, std::map<st
         sub->add_option("--mailbox", args.mailbox, "only rows of this mailbox");
     }
     if (cmd.flags & kLimit)
-        sub->add_option("--limit", args.limit, "at most N rows")->check(CLI::PositiveNumber)->capture_default_str();
+        sub->add_option("--limit", args.limit, "at most N rows")
+            ->check(CLI::Validator(
+                [](const std::string& v) {
+                    std::int64_t n = 0;
+                    auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), n);
+                    bool ok = ec == std::errc() && end == v.data() + v.size() && n > 0;
+                    return ok ? std::string() : "must be a positive integer, got '" + v + "'";
+                },
+                "POSITIVE"))
+            ->capture_default_str();
     if (cmd.flags & kSelect) {
         auto* all = sub->add_flag("--all", args.all, "every dead row (narrowed by --region and --mailbox)");
         sub->add_option("--id", args.ids, "these dead rows (repeat the option or list several ids)")->excludes(all);

@@ -2,6 +2,9 @@
 // whether SIGHUP may change it, and its one-line doc. An unknown key or a bad value is fatal.
 #include "outboxd/config/config.hpp"
 
+#include <libpq-fe.h>
+
+#include <boost/url/parse.hpp>
 #include <charconv>
 #include <cstdlib>
 #include <functional>
@@ -154,6 +157,35 @@ const RegionKey kRegionKeys[] = {
     {"secret", &Region::secret, "HMAC key of X-Outbox-Signature"},
 };
 
+// A URL a delivery can be sent to: an allowed scheme and a host. Query and fragment are refused
+// because the stored request path is appended to a region's URL.
+void check_url(const std::string& key, const std::string& url, std::initializer_list<std::string_view> schemes) {
+    std::string names;
+    for (auto sc : schemes) names += (names.empty() ? "" : " or ") + std::string(sc) + "://";
+    auto u = boost::urls::parse_uri(url);
+    bool scheme_ok = false;
+    if (u)
+        for (auto sc : schemes) scheme_ok = scheme_ok || u->scheme() == sc;
+    if (!scheme_ok) bad(key, "must start with " + names);
+    if (!u->has_authority() || u->encoded_host().empty()) bad(key, "'" + url + "' names no host");
+    if (u->has_query() || u->has_fragment()) bad(key, "'" + url + "' must not carry a query or fragment");
+}
+
+// host:port, where host may be empty (all interfaces), a name, an IPv4 or a bracketed IPv6 address.
+void check_listen(const std::string& key, const std::string& listen) {
+    auto colon = listen.rfind(':');
+    if (colon == std::string::npos) bad(key, "expected host:port, got '" + listen + "'");
+    std::string_view port(listen.c_str() + colon + 1);
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535)
+        bad(key, "bad port in '" + listen + "' (expected host:port, port 1-65535)");
+    std::string_view host(listen.data(), colon);
+    bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
+    if (!bracketed && host.find(':') != std::string_view::npos)
+        bad(key, "'" + listen + "': write an IPv6 address in brackets, [::1]:port");
+}
+
 void apply_region(Config& cfg, const toml::value& v, std::size_t index) {
     std::string where = "region[" + std::to_string(index) + "]";
     if (!v.is_table()) bad(where, "expected a [[region]] table");
@@ -169,8 +201,7 @@ void apply_region(Config& cfg, const toml::value& v, std::size_t index) {
         if (!found) bad(where + "." + k, "unknown key");
     }
     if (r.name.empty()) bad(where + ".name", "missing");
-    if (r.url.rfind("http://", 0) != 0 && r.url.rfind("https://", 0) != 0)
-        bad(where + ".url", "must start with http:// or https://");
+    check_url(where + ".url", r.url, {"http", "https"});
     while (!r.url.empty() && r.url.back() == '/') r.url.pop_back();
     if (r.secret.empty()) bad(where + ".secret", "missing");
     for (const auto& other : cfg.regions)
@@ -213,6 +244,24 @@ void validate(const Config& cfg) {
     if (cfg.ingress.tls_cert.empty() != cfg.ingress.tls_key.empty())
         bad(cfg.ingress.tls_cert.empty() ? "ingress.tls_cert" : "ingress.tls_key",
             "tls_cert and tls_key go together");
+    if (!cfg.ingress.listen.empty()) check_listen("ingress.listen", cfg.ingress.listen);
+    if (!cfg.metrics.listen.empty()) check_listen("metrics.listen", cfg.metrics.listen);
+    if (!cfg.smtp.url.empty()) check_url("smtp.url", cfg.smtp.url, {"smtp", "smtps"});
+    {
+        // Only the syntax: whether the server answers is a start-up question, not a config one.
+        char* err = nullptr;
+        PQconninfoOption* opts = PQconninfoParse(cfg.database.url.c_str(), &err);
+        if (opts) PQconninfoFree(opts);
+        if (err) {
+            std::string why = err;
+            PQfreemem(err);
+            while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+            bad(std::getenv("OUTBOXD_DATABASE_URL") && *std::getenv("OUTBOXD_DATABASE_URL")
+                    ? "database.url (from OUTBOXD_DATABASE_URL)"
+                    : "database.url",
+                "not a connection string or URI: " + why);
+        }
+    }
     if (!cfg.provider.discord_public_key.empty()) {
         const auto& k = cfg.provider.discord_public_key;
         bool hex = k.size() == 64 && k.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;

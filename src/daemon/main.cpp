@@ -4,6 +4,7 @@
 #include <boost/asio.hpp>
 #include <csignal>
 #include <iostream>
+#include <optional>
 #include <random>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
@@ -68,10 +69,25 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
     metrics::Metrics m;
     m.build_info.with({OUTBOXD_VERSION}).set(1);
 
+    unsigned io_threads = std::max(2u, std::thread::hardware_concurrency());
+    asio::io_context ioc(static_cast<int>(io_threads));
+    // Every in-flight shard run may hold a connection: keep that many idle per destination, or
+    // connections (and TLS handshakes) churn under load. Made first so that an unusable
+    // tls.ca_file stops start-up before anything else is touched.
+    http::ClientOptions client_opts{cfg.tls.ca_file};
+    client_opts.max_idle_per_destination = static_cast<std::size_t>(std::max(256, cfg.drain.concurrency));
+    http::Client client(ioc, client_opts, &m);
+
     // Refuse to start against a database that was never migrated: a clear message beats a
     // stream of "relation does not exist".
     {
-        db::Connection probe(cfg.database.url, "outboxd-probe");
+        std::optional<db::Connection> connected;
+        try {
+            connected.emplace(cfg.database.url, "outboxd-probe");
+        } catch (const db::Error& e) {
+            throw std::runtime_error(std::string("cannot connect to database.url: ") + e.what());
+        }
+        auto& probe = *connected;
         auto have = db::applied_versions(probe);
         auto want = db::embedded_migrations();
         if (have.size() < want.size())
@@ -83,8 +99,6 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
         }
     }
 
-    unsigned io_threads = std::max(2u, std::thread::hardware_concurrency());
-    asio::io_context ioc(static_cast<int>(io_threads));
     asio::thread_pool blocking(64);
     db::Pool pool(cfg.database.url, cfg.database.pool_size, "outboxd-ingress");
     std::unique_ptr<outbox::OutboxWriter> writer;
@@ -101,11 +115,6 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
         router = std::make_unique<ingress::Router>(live, pool, *writer, m, directory_cache.get());
     }
 
-    // Every in-flight shard run may hold a connection: keep that many idle per destination, or
-    // connections (and TLS handshakes) churn under load.
-    http::ClientOptions client_opts{cfg.tls.ca_file};
-    client_opts.max_idle_per_destination = static_cast<std::size_t>(std::max(256, cfg.drain.concurrency));
-    http::Client client(ioc, client_opts, &m);
     std::unique_ptr<drain::Drainer> drainer;
     std::unique_ptr<apps::AppHooks> app_hooks;
     if (drain_role) {
@@ -147,14 +156,15 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
             if (r.path() == "/readyz") return false;
             return router->handle_cached(r, [reply = std::move(reply)](ingress::Routed x) { reply(std::move(x.response)); });
         };
-        routes.refused = [&m](int status, const std::string& why) {
-            m.ingress_requests.with({"unknown", std::to_string(status)}).inc();
+        routes.refused = [&m](int status, const std::string& why, std::string_view target) {
+            const std::string provider = ingress::provider_label(target);
+            m.ingress_requests.with({provider, std::to_string(status)}).inc();
             const char* reason = status == 413   ? "body_too_large"
                                  : status == 431 ? "header_too_large"
                                  : status == 408 ? "read_timeout"
                                                  : "malformed_request";
-            m.ingress_rejected.with({"unknown", reason}).inc();
-            spdlog::info("ingress: refused status={} reason=\"{}\"", status, why);
+            m.ingress_rejected.with({provider, reason}).inc();
+            spdlog::info("ingress: refused provider={} status={} reason=\"{}\"", provider, status, why);
         };
         ingress_server = std::make_unique<http::Server>(ioc, &blocking, o, routes);
         ingress_server->start();

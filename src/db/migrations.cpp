@@ -10,8 +10,10 @@ CREATE TABLE IF NOT EXISTS outboxd_schema_migrations (
     version    text PRIMARY KEY,
     applied_at timestamptz NOT NULL DEFAULT now()
 ))";
-constexpr const char* kComment =
-    "COMMENT ON TABLE outboxd_schema_migrations IS 'Migrations of outboxd applied to this database (outboxd migrate).'";
+constexpr const char* kComment = R"(
+COMMENT ON TABLE outboxd_schema_migrations IS 'Migrations of outboxd applied to this database (outboxd migrate).';
+COMMENT ON COLUMN outboxd_schema_migrations.version IS 'File name of the applied migration under sql/, without .sql (e.g. 002_outbox).';
+COMMENT ON COLUMN outboxd_schema_migrations.applied_at IS 'When outboxd migrate applied it.')";
 }  // namespace
 
 std::vector<std::string> applied_versions(Connection& conn) {

@@ -188,8 +188,13 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
         SSL_CTX_set_ex_data(ctx, ctx_impl_index(), this);
         SSL_CTX_sess_set_new_cb(ctx, &Impl::on_new_session);
-        if (opts.ca_file.empty()) tls.set_default_verify_paths();
-        else tls.load_verify_file(opts.ca_file);
+        if (opts.ca_file.empty()) {
+            tls.set_default_verify_paths();
+        } else {
+            boost::system::error_code ec;
+            tls.load_verify_file(opts.ca_file, ec);
+            if (ec) throw std::runtime_error("config: tls.ca_file: cannot load '" + opts.ca_file + "': " + ec.message());
+        }
         tls.set_verify_mode(ssl::verify_peer);
     }
     ~Impl() {
@@ -384,7 +389,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         }
 
         for (int round = 0; round < 2; ++round) {
-            auto conn = take_idle(dest->key());
+            // The second round always connects: a peer that restarted closed every pooled
+            // connection, and the next idle one would be just as dead.
+            auto conn = round == 0 ? take_idle(dest->key()) : nullptr;
             bool reused = conn != nullptr;
             if (!conn) {
                 conn = co_await connect(*dest, req, out);

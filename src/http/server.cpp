@@ -139,7 +139,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                 ingress::Response r{status, std::string(ec == bhttp::error::body_limit ? "body too large" : "bad request") +
                                                 ": " + ec.message() + "\n",
                                     "text/plain"};
-                if (routes.refused) routes.refused(status, ec.message());
+                if (routes.refused)
+                    routes.refused(status, ec.message(),
+                                   std::string_view(parser.get().target()));
                 auto wire = to_wire(r, 11, false);
                 lowest.expires_after(std::chrono::seconds(5));
                 co_await asio::async_write(stream, asio::buffer(wire), tuple_awaitable);
@@ -150,7 +152,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                 // request begun but not finished in time (slowloris) is counted as a 408; an idle
                 // keep-alive connection timing out between requests is not a refusal.
                 if (ec == beast::error::timeout && (buffer.size() > 0 || parser.got_some()) && routes.refused)
-                    routes.refused(408, "request not received within ingress.read_timeout");
+                    routes.refused(408, "request not received within ingress.read_timeout",
+                                   std::string_view(parser.get().target()));
                 co_return;
             }
             auto msg = parser.release();

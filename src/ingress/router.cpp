@@ -102,6 +102,17 @@ void Router::stored(Routed& out, outbox::WriteStatus status) {
     out.reason = "db_error";
 }
 
+std::string provider_label(std::string_view target) {
+    auto path = target.substr(0, target.find('?'));
+    if (path.substr(0, kPrefix.size()) != kPrefix) return "unknown";
+    auto rest = path.substr(kPrefix.size());
+    std::string name(rest.substr(0, rest.find('/')));
+    for (auto& c : name)
+        if (c == '-') c = '_';
+    const Provider* p = find_provider(name);
+    return p ? std::string(p->name) : "unknown";
+}
+
 std::optional<Routed> Router::precheck(const Request& req, Target& t) {
     Routed out;
     out.provider = "unknown";

@@ -224,7 +224,7 @@ TEST_F(BadInput, WrongMethodIs405) {
 // The limit is enforced on the announced length: the 413 comes before the body is read, so a
 // client announcing a gigabyte and sending 100 bytes is answered at once, not after a timeout.
 TEST_F(BadInput, BodyOverLimitIs413WithoutReadingIt) {
-    auto before = metric(rejected("unknown", "body_too_large"));
+    auto before = metric(rejected("github", "body_too_large"));
     {
         RawConn c(ingress_);
         auto t0 = Clock::now();
@@ -245,8 +245,18 @@ TEST_F(BadInput, BodyOverLimitIs413WithoutReadingIt) {
         c.read_response(3s);
         EXPECT_EQ(c.status(), 413) << c.received();
     }
-    EXPECT_EQ(metric(rejected("unknown", "body_too_large")), before + 2);
-    EXPECT_EQ(metric(requests("unknown", 413)), 2);
+    EXPECT_EQ(metric(rejected("github", "body_too_large")), before + 2) << "counted under the provider its path names";
+    EXPECT_EQ(metric(requests("github", 413)), 2);
+    {
+        // A path that names no provider is counted as "unknown".
+        RawConn c(ingress_);
+        std::string req = raw_request("Content-Length: 1000000000\r\n");
+        req.replace(req.find("/extensions/github/"), 19, "/extensions/nosuch/");
+        ASSERT_TRUE(c.send(req));
+        c.read_response(3s);
+        EXPECT_EQ(c.status(), 413) << c.received();
+    }
+    EXPECT_EQ(metric(requests("unknown", 413)), 1);
     // Exactly at the limit is fine (valid JSON padded with spaces).
     std::string padded = kGoodBody + std::string(kMaxBody - kGoodBody.size(), ' ');
     expect_nothing_stored();
@@ -268,7 +278,7 @@ TEST_F(BadInput, BodyOverLimitSentWholeStillGets413) {
 }
 
 TEST_F(BadInput, InvalidContentLengthIs400) {
-    auto before = metric(rejected("unknown", "malformed_request"));
+    auto before = metric(rejected("github", "malformed_request"));
     const std::vector<std::pair<std::string, std::string>> cases = {
         {"not a number", "Content-Length: abc\r\n"},
         {"negative", "Content-Length: -5\r\n"},
@@ -288,7 +298,7 @@ TEST_F(BadInput, InvalidContentLengthIs400) {
         EXPECT_EQ(c.status(), 400) << c.received();
         EXPECT_EQ(c.wait_closed(Clock::now() + 2s), RawConn::End::eof);
     }
-    EXPECT_EQ(metric(rejected("unknown", "malformed_request")), before + static_cast<double>(cases.size()));
+    EXPECT_EQ(metric(rejected("github", "malformed_request")), before + static_cast<double>(cases.size()));
     expect_nothing_stored();
     expect_still_serving();
 }
@@ -322,8 +332,8 @@ TEST_F(BadInput, ChunkedBodies) {
         EXPECT_EQ(c.status(), 413) << c.received().substr(0, 200);
         EXPECT_LT(Clock::now() - t0, 500ms);
     }
-    EXPECT_EQ(metric(requests("unknown", 400)), 3);
-    EXPECT_EQ(metric(requests("unknown", 413)), 1);
+    EXPECT_EQ(metric(requests("github", 400)), 3);
+    EXPECT_EQ(metric(requests("github", 413)), 1);
     expect_nothing_stored();
 
     RawConn c(ingress_);
@@ -430,8 +440,8 @@ TEST_F(BadInput, HeaderFloodIs431) {
         }
         EXPECT_NE(c.wait_closed(Clock::now() + 3s), RawConn::End::timeout) << "and closes the connection";
     }
-    EXPECT_EQ(metric(requests("unknown", 431)), 2) << "both floods refused and counted, answered or not";
-    EXPECT_EQ(metric(rejected("unknown", "header_too_large")), 2);
+    EXPECT_EQ(metric(requests("github", 431)), 2) << "both floods refused and counted, answered or not";
+    EXPECT_EQ(metric(rejected("github", "header_too_large")), 2);
     expect_nothing_stored();
     expect_still_serving();
 }

@@ -111,6 +111,33 @@ TEST(Drain, RetryAfterIsHonoured) {
     EXPECT_EQ(reqs[0].headers["x-outbox-id"], reqs[1].headers["x-outbox-id"]) << "stable idempotency key";
 }
 
+// A receiver restart closes every kept-alive connection of the pool at once. The request that
+// finds one of them dead goes out again on a fresh connection, not on the next dead one: a
+// restart costs no attempt and no retry delay.
+TEST(Drain, ReceiverRestartCostsNoAttemptWhenSeveralIdleConnectionsAreDead) {
+    TestDatabase db("drain_stale_pool");
+    // Slow answers while the first rows are in flight, so the daemon opens several connections.
+    std::atomic<bool> slow{true};
+    Receiver us([&](const ReceivedRequest&) {
+        if (slow) std::this_thread::sleep_for(300ms);
+        return 200;
+    });
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}});
+    Daemon d(cfg.toml, "stale_pool");
+    ASSERT_TRUE(d.start()) << d.log();
+    seed_rows(db, "us", 6, 6);
+    ASSERT_TRUE(wait_until([&] { return us.ok().size() == 6; }, 10s)) << d.log();
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 5s));
+    ASSERT_GE(us.connections(), 3u) << "precondition: several idle connections in the pool";
+    slow = false;
+    us.drop_connections();
+    db.sql("INSERT INTO control_outbox (region_name, mailbox_name, request_path, request_body) "
+           "VALUES ('us', 'test:after', '/hook', 'after')");
+    ASSERT_TRUE(wait_until([&] { return us.ok().size() == 7; }, 10s)) << d.log();
+    EXPECT_EQ(us.ok()[6].headers["x-outbox-attempt"], "1") << "dead pooled connections cost no attempt";
+    EXPECT_LE(metric_value(cfg.metrics, "outboxd_deliveries_total", "outcome=\"retry\""), 0);
+}
+
 TEST(Drain, NotifyWakesIdleDrainerWithoutPolling) {
     TestDatabase db("drain_notify");
     Receiver us;

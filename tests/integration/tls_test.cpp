@@ -148,6 +148,22 @@ TEST_F(Tls, DeliversOverVerifiedTlsReusingOneConnection) {
     EXPECT_EQ(d.terminate(), 0);
 }
 
+// A ca_file that holds no certificate (here a private key) stops start-up with a message naming
+// tls.ca_file, before the database is touched: the database here does not exist.
+TEST_F(Tls, CaFileWithoutACertificateStopsStartUpNamingTheKey) {
+    std::string cfg = "[database]\nurl = \"postgresql://127.0.0.1:1/none\"\n[tls]\nca_file = \"" + file("ca.key") + "\"\n";
+    std::string path = file("bad_ca.toml");
+    std::ofstream(path) << cfg;
+    auto [rc, out] = run_command(binary_dir() + "/outboxd --config " + path);
+    EXPECT_EQ(rc, 1) << out;
+    EXPECT_NE(out.find("tls.ca_file"), std::string::npos) << out;
+    EXPECT_EQ(out.find("database"), std::string::npos) << "checked before connecting: " << out;
+    std::ofstream(path) << "[database]\nurl = \"postgresql://127.0.0.1:1/none\"\n[tls]\nca_file = \"" + file("nonexistent.pem") + "\"\n";
+    auto [rc2, out2] = run_command(binary_dir() + "/outboxd --config " + path);
+    EXPECT_EQ(rc2, 1) << out2;
+    EXPECT_NE(out2.find("tls.ca_file"), std::string::npos) << out2;
+}
+
 // An idle kept-alive TLS connection that the receiver closed (no close_notify, as an idle timeout
 // does) is noticed on reuse and the request goes out on a fresh connection: not a failed attempt.
 TEST_F(Tls, IdleConnectionClosedByTheReceiverIsReplacedWithoutARetry) {

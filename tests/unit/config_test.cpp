@@ -98,6 +98,36 @@ TEST(Config, BadValuesNameTheKey) {
     EXPECT_NE(message_of("this is = = not toml").find("cannot parse"), std::string::npos);
 }
 
+// Values that only failed later, at connect or bind time, with a message that named no key.
+TEST(Config, AddressesAndFilesAreCheckedAtLoadAndNameTheKey) {
+    unsetenv("OUTBOXD_DATABASE_URL");
+    auto region = [](const std::string& url) {
+        return "[[region]]\nname=\"a\"\nurl=\"" + url + "\"\nsecret=\"s\"\n";
+    };
+    for (const char* url : {"http://", "https://:443", "http:///path", "http://x/?q=1", "http://x#f", "not a url"})
+        EXPECT_NE(message_of(region(url)).find("region[0].url"), std::string::npos) << url;
+    EXPECT_EQ(message_of(region("http://[::1]:9001/base")), "") << "an IPv6 host with a base path is fine";
+    for (const char* listen : {"127.0.0.1:notaport", "127.0.0.1:0", "127.0.0.1:70000", "127.0.0.1", "::1:80", "x:8080x"}) {
+        EXPECT_NE(message_of(std::string("[ingress]\nlisten = \"") + listen + "\"\n").find("ingress.listen"),
+                  std::string::npos)
+            << listen;
+        EXPECT_NE(message_of(std::string("[metrics]\nlisten = \"") + listen + "\"\n").find("metrics.listen"),
+                  std::string::npos)
+            << listen;
+    }
+    EXPECT_EQ(message_of("[ingress]\nlisten = \"[::1]:8080\"\n[metrics]\nlisten = \":9464\"\n"), "");
+    EXPECT_NE(message_of("[database]\nurl = \"not a url\"\n").find("database.url"), std::string::npos);
+    EXPECT_NE(message_of("[database]\nurl = \"postgresql://h/db?nosuchoption=1\"\n").find("database.url"),
+              std::string::npos);
+    EXPECT_EQ(message_of("[database]\nurl = \"host=/tmp dbname=x\"\n"), "") << "key=value strings are fine too";
+    setenv("OUTBOXD_DATABASE_URL", "not a url", 1);
+    EXPECT_NE(message_of("").find("OUTBOXD_DATABASE_URL"), std::string::npos);
+    unsetenv("OUTBOXD_DATABASE_URL");
+    EXPECT_NE(message_of("[smtp]\nurl = \"http://mail.example.com\"\n").find("smtp.url"), std::string::npos);
+    EXPECT_NE(message_of("[smtp]\nurl = \"smtp://\"\n").find("smtp.url"), std::string::npos);
+    EXPECT_EQ(message_of("[smtp]\nurl = \"smtps://mail.example.com:465\"\n"), "");
+}
+
 TEST(Config, DuplicateRegionIsRefused) {
     auto m = message_of("[[region]]\nname=\"a\"\nurl=\"http://x\"\nsecret=\"s\"\n[[region]]\nname=\"a\"\nurl=\"http://y\"\nsecret=\"t\"\n");
     EXPECT_NE(m.find("duplicate"), std::string::npos) << m;

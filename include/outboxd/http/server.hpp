@@ -34,7 +34,8 @@ struct Routes {
     std::function<bool(const ingress::Request&, std::function<void(ingress::Response)> reply)> async;
     // Told about requests refused before routing, for metrics: 413 body too large, 431 headers too
     // large, 400 malformed, 408 a request not completed within the read timeout (slowloris).
-    std::function<void(int status, const std::string& why)> refused;
+    // `target` is the request target when the request line was read, else empty.
+    std::function<void(int status, const std::string& why, std::string_view target)> refused;
 };
 
 class Server {

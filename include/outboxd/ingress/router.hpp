@@ -36,6 +36,10 @@ struct Routed {
     std::size_t rows = 0;
 };
 
+// The metrics label of the provider a request target names ("github" for
+// /extensions/github/webhook/?x), or "unknown": for requests refused before they are routed.
+std::string provider_label(std::string_view target);
+
 class Router {
 public:
     // `cache` (optional) serves integration and region lookups from memory; see directory_cache.hpp.
