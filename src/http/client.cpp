@@ -92,6 +92,7 @@ struct Connection {
     std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<TlsStream>> stream;
     beast::flat_buffer buffer;
     std::string key;  // the destination; TLS sessions that arrive on this connection are kept under it
+    std::chrono::steady_clock::time_point idle_since;
     beast::tcp_stream& lowest() {
         if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&stream)) return **p;
         return beast::get_lowest_layer(*std::get<std::unique_ptr<TlsStream>>(stream));
@@ -259,18 +260,33 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         spdlog::info("tls: handshake verified again destination={}", key);
     }
 
+    // Each queue is ordered by idle_since, newest at the back: reuse takes the newest, and the
+    // ones idle too long are closed from the front.
     std::unique_ptr<Connection> take_idle(const std::string& key) {
+        std::deque<std::unique_ptr<Connection>> expired;  // closed outside the lock
         std::lock_guard lk(mu);
         auto it = idle.find(key);
-        if (it == idle.end() || it->second.empty()) return nullptr;
+        if (it == idle.end()) return nullptr;
+        drop_expired(it->second, expired);
+        if (it->second.empty()) return nullptr;
         auto c = std::move(it->second.back());
         it->second.pop_back();
         return c;
     }
     void put_idle(const std::string& key, std::unique_ptr<Connection> c) {
+        std::deque<std::unique_ptr<Connection>> expired;
         std::lock_guard lk(mu);
         auto& q = idle[key];
+        drop_expired(q, expired);
+        c->idle_since = std::chrono::steady_clock::now();
         if (q.size() < opts.max_idle_per_destination) q.push_back(std::move(c));
+    }
+    void drop_expired(std::deque<std::unique_ptr<Connection>>& q, std::deque<std::unique_ptr<Connection>>& out) {
+        const auto limit = std::chrono::steady_clock::now() - opts.max_idle_time;
+        while (!q.empty() && q.front()->idle_since < limit) {
+            out.push_back(std::move(q.front()));
+            q.pop_front();
+        }
     }
 
     awaitable<std::unique_ptr<Connection>> connect(const Destination& d, const OutboundRequest& req,

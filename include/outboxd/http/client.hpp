@@ -46,6 +46,11 @@ struct OutboundResult {
 struct ClientOptions {
     std::string ca_file;             // empty: system trust store
     std::size_t max_idle_per_destination = 256;
+    // A connection idle for longer is closed, not reused. NAT gateways and firewalls drop idle
+    // flows without a word (AWS's NAT gateway after 350 s), and a request sent on such a flow
+    // fails only at its timeout, costing an attempt; a peer that closes idle connections itself
+    // is noticed on reuse and costs nothing. Below the usual load-balancer limit (60 s).
+    std::chrono::milliseconds max_idle_time{std::chrono::seconds(55)};
     std::size_t max_response_bytes = 1 << 20;
 };
 
