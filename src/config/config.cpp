@@ -241,6 +241,12 @@ void validate(const Config& cfg) {
     for (auto* l : levels) ok = ok || cfg.log.level == l;
     if (!ok) bad("log.level", "must be one of trace, debug, info, warn, error");
     if (cfg.retry.max_delay < cfg.retry.base_delay) bad("retry.max_delay", "must be >= retry.base_delay");
+    // A run starts no row after half its lease, so a request must end within the other half, or
+    // the shard can be claimed again while its request is still out.
+    if (cfg.drain.request_timeout * 2 >= cfg.drain.lease)
+        bad("drain.request_timeout", "must be less than half of drain.lease");
+    if (cfg.apps.request_timeout * 2 >= cfg.drain.lease)
+        bad("apps.request_timeout", "must be less than half of drain.lease");
     if (cfg.ingress.tls_cert.empty() != cfg.ingress.tls_key.empty())
         bad(cfg.ingress.tls_cert.empty() ? "ingress.tls_cert" : "ingress.tls_key",
             "tls_cert and tls_key go together");
@@ -377,6 +383,10 @@ std::vector<std::string> LiveConfig::reload(const Config& next) {
         if (differs_from_file) kept.push_back(wanted[i].first);
     }
     if (wanted.size() != after.size()) kept.push_back("region");
+    // Secrets are masked in describe(), so their changes are looked for here.
+    for (std::size_t i = 0; i < next.regions.size() && i < old->regions.size(); ++i)
+        if (next.regions[i].name == old->regions[i].name && next.regions[i].secret != old->regions[i].secret)
+            kept.push_back("region[" + std::to_string(i) + "].secret");
     if (next.database.url != old->database.url) kept.push_back("database.url");
     {
         std::lock_guard lk(mu_);

@@ -78,13 +78,15 @@ void Drainer::stop() {
     claimer_.join();
 }
 
-asio::awaitable<void> Drainer::deliver_run(ShardRun run) {
+asio::awaitable<void> Drainer::deliver_run(ShardRun run, std::uint64_t session) {
     auto cfg = live_.get();
     auto policy = RetryPolicy::from(*cfg);
     // Stop taking rows of this run well before its lease could lapse under another daemon.
     auto lease_deadline = run.claimed_at + boot_->drain.lease / 2;
     for (const auto& row : run.rows) {
         if (stopping_ || paused(row) || std::chrono::steady_clock::now() > lease_deadline) break;
+        // The session holding the lease is gone, so the shard may already be claimed again.
+        if (session_.load() != session) break;
         auto now = std::chrono::steady_clock::now();
         if (row.region && !breakers_.admit(*row.region, now)) break;
         Outcome o = co_await deliverer_.deliver(row, policy, cfg);
@@ -129,6 +131,17 @@ void Drainer::claim_loop() {
     bool want_claim = true;
     auto last_claim = std::chrono::steady_clock::time_point{};
     bool last_full = false;
+    // After a lost session: runs of the old one may still be sending, and their releases and
+    // outcomes may still be queued. A claim now could give one of their shards a second run.
+    bool settling = false;
+    auto lose_session = [&] {
+        ++session_;
+        settling = true;
+        if (int n = in_flight_.load(); n > 0)
+            spdlog::warn("drain: claim session lost with runs={} in flight; they stop after their current row and "
+                         "no claim is made until they ended",
+                         n);
+    };
     std::shared_ptr<const config::Config> applied;
     while (true) {
         last_loop_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
@@ -141,6 +154,7 @@ void Drainer::claim_loop() {
         try {
             if (!conn || !conn->ok()) {
                 connected_ = false;
+                if (conn) lose_session();
                 conn.emplace(boot_->database.url, "outboxd-claimer");
                 MailboxClaimer::configure_session(*conn);
                 conn->exec("LISTEN outboxd_outbox");
@@ -179,8 +193,13 @@ void Drainer::claim_loop() {
                     [[maybe_unused]] auto r = read(wake_fd_, &v, sizeof v);
                 }
             }
+            if (settling && in_flight_.load() == 0 && completer_->drain(1s)) {
+                settling = false;
+                want_claim = true;
+                spdlog::info("drain: runs of the lost claim session ended; claiming again");
+            }
             int free = free_slots();
-            if (want_claim && free > 0) {
+            if (want_claim && !settling && free > 0) {
                 ClaimParams p;
                 p.owner = owner_;
                 p.lease = boot_->drain.lease;
@@ -197,7 +216,8 @@ void Drainer::claim_loop() {
                     metrics_.in_flight.get().set(static_cast<double>(++in_flight_));
                     // A strand: beast::tcp_stream's timer and socket operations must not complete
                     // concurrently, and the pool's io threads would otherwise run them in parallel.
-                    asio::co_spawn(asio::make_strand(ioc_), deliver_run(std::move(run)), asio::detached);
+                    asio::co_spawn(asio::make_strand(ioc_), deliver_run(std::move(run), session_.load()),
+                                   asio::detached);
                 }
             }
             // Sleep until a NOTIFY, a wake (capacity or flush), or the poll interval.
@@ -222,6 +242,7 @@ void Drainer::claim_loop() {
             metrics_.db_errors.with({"claimer"}).inc();
             if (!was_down) spdlog::error("drain: database unavailable, retrying error=\"{}\"", e.what());
             was_down = true;
+            if (conn) lose_session();
             conn.reset();
             std::this_thread::sleep_for(retry_delay);
             retry_delay = std::min(retry_delay * 2, std::chrono::milliseconds(5000));

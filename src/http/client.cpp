@@ -15,6 +15,9 @@
 
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include <boost/asio.hpp>
 #include <boost/asio/as_tuple.hpp>
@@ -268,10 +271,24 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         auto it = idle.find(key);
         if (it == idle.end()) return nullptr;
         drop_expired(it->second, expired);
-        if (it->second.empty()) return nullptr;
-        auto c = std::move(it->second.back());
-        it->second.pop_back();
-        return c;
+        const auto quiet = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+        while (!it->second.empty()) {
+            auto c = std::move(it->second.back());
+            it->second.pop_back();
+            // A connection that rested a while may have been closed by its peer meanwhile; a look
+            // at the socket (no wait) finds most of those before the request is written to one.
+            // Hot connections skip the look: they were in use a moment ago.
+            if (c->idle_since > quiet || !closed_by_peer(c->lowest().socket())) return c;
+            expired.push_back(std::move(c));
+        }
+        return nullptr;
+    }
+    // An idle HTTP connection has nothing to read: end of stream, an error, or any byte at all (a
+    // TLS close_notify, a stray answer) means it is not fit for the next request.
+    static bool closed_by_peer(tcp::socket& s) {
+        char byte;
+        auto n = ::recv(s.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+        return !(n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK));
     }
     void put_idle(const std::string& key, std::unique_ptr<Connection> c) {
         std::deque<std::unique_ptr<Connection>> expired;
@@ -290,13 +307,20 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     }
 
     awaitable<std::unique_ptr<Connection>> connect(const Destination& d, const OutboundRequest& req,
-                                                   OutboundResult& out) {
+                                                   std::chrono::steady_clock::time_point deadline, OutboundResult& out) {
         auto ex = co_await asio::this_coro::executor;
-        tcp::resolver resolver(ex);
-        auto [rec, endpoints] = co_await resolver.async_resolve(d.host, d.port, tuple_awaitable);
+        auto resolver = std::make_shared<tcp::resolver>(ex);
+        // A name server that does not answer must not stretch the attempt past its deadline.
+        asio::steady_timer resolve_deadline(ex, deadline);
+        resolve_deadline.async_wait([weak = std::weak_ptr<tcp::resolver>(resolver)](boost::system::error_code ec) {
+            if (auto r = weak.lock(); r && !ec) r->cancel();
+        });
+        auto [rec, endpoints] = co_await resolver->async_resolve(d.host, d.port, tuple_awaitable);
+        resolve_deadline.cancel();
         if (rec) {
-            out.failure = FailureKind::connect;
-            out.error = "resolve " + d.host + ": " + rec.message();
+            bool late = rec == asio::error::operation_aborted;
+            out.failure = late ? FailureKind::timeout : FailureKind::connect;
+            out.error = "resolve " + d.host + ": " + (late ? std::string("no answer before the deadline") : rec.message());
             co_return nullptr;
         }
         std::vector<tcp::endpoint> allowed;
@@ -311,7 +335,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         }
         auto conn = std::make_unique<Connection>();
         auto plain = std::make_unique<PlainStream>(ex);
-        plain->expires_after(req.timeout);
+        plain->expires_at(deadline);
         auto [cec, ep] = co_await plain->async_connect(allowed, tuple_awaitable);
         (void)ep;
         if (cec) {
@@ -363,6 +387,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         co_return conn;
     }
 
+    // Sends the request and reads its final answer. Returns the error (none when a final status
+    // was read) and, on success, whether the connection may be reused; on an error, whether any
+    // answer byte had arrived (none: the peer may never have seen the request).
     template <class Stream>
     awaitable<std::pair<beast::error_code, bool>> exchange(Stream& s, Connection& c, const std::string& head,
                                                            const std::string& body, OutboundResult& out) {
@@ -370,18 +397,61 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         std::array<asio::const_buffer, 2> wire{asio::buffer(head), asio::buffer(body)};
         auto [wec, wn] = co_await asio::async_write(s, wire, tuple_awaitable);
         (void)wn;
-        if (wec) co_return std::pair{wec, false};
-        bhttp::response_parser<bhttp::string_body> parser;
-        parser.body_limit(opts.max_response_bytes);
-        parser.header_limit(64 * 1024);
-        auto [rec, rn] = co_await bhttp::async_read(s, c.buffer, parser, tuple_awaitable);
-        (void)rn;
-        if (rec) co_return std::pair{rec, parser.got_some()};
-        auto& res = parser.get();
-        out.status = static_cast<int>(res.result_int());
-        if (auto it = res.find(bhttp::field::retry_after); it != res.end()) out.retry_after = std::string(it->value());
-        out.body_head = res.body().substr(0, 1024);
-        co_return std::pair{beast::error_code{}, res.keep_alive()};
+        auto [rec, got] = co_await read_answer(s, c, out);
+        if (wec) {
+            // A peer may answer before it read the whole body (an early 413 or 401) and close,
+            // which fails the write; its answer still counts. The connection is done either way.
+            if (!rec) co_return std::pair{beast::error_code{}, false};
+            out.status = 0;
+            co_return std::pair{wec, got};
+        }
+        co_return std::pair{rec, got};
+    }
+
+    template <class Stream>
+    awaitable<std::pair<beast::error_code, bool>> read_answer(Stream& s, Connection& c, OutboundResult& out) {
+        // Interim answers (100 Continue, 103 Early Hints) may come first, asked for or not: each is
+        // read and skipped, or the final answer would be left unread and taken, on this
+        // connection's next request, for that request's answer.
+        for (int interim = 0;; ++interim) {
+            bhttp::response_parser<bhttp::string_body> parser;
+            parser.body_limit(boost::none);  // set once the status is known, see below
+            parser.header_limit(64 * 1024);
+            auto [hec, hn] = co_await bhttp::async_read_header(s, c.buffer, parser, tuple_awaitable);
+            (void)hn;
+            if (hec) co_return std::pair{hec, interim > 0 || parser.got_some()};
+            const int status = static_cast<int>(parser.get().result_int());
+            if (status >= 100 && status < 200) {
+                // 101 would switch protocols, which was not asked for; a stream of interims is a broken peer.
+                if (status == 101 || interim >= 16) co_return std::pair{beast::error_code(bhttp::error::bad_status), true};
+                continue;
+            }
+            out.status = status;
+            const auto& res = parser.get();
+            if (auto it = res.find(bhttp::field::retry_after); it != res.end()) out.retry_after = std::string(it->value());
+            // The status decides the outcome; the body is only logged (its first KiB). One larger
+            // than max_response_bytes is not read: the connection is closed instead, and a 2xx
+            // still counts as delivered.
+            auto length = parser.content_length();
+            if (length && *length > opts.max_response_bytes) co_return std::pair{beast::error_code{}, false};
+            parser.body_limit(opts.max_response_bytes);
+            beast::error_code bec;
+            if (!parser.is_done()) {  // an empty body is complete with the header
+                auto [e, bn] = co_await bhttp::async_read(s, c.buffer, parser, tuple_awaitable);
+                (void)bn;
+                bec = e;
+            }
+            out.body_head = parser.get().body().substr(0, 1024);
+            if (bec == bhttp::error::body_limit) co_return std::pair{beast::error_code{}, false};
+            if (bec) {
+                out.status = 0;
+                out.retry_after.reset();
+                co_return std::pair{bec, true};
+            }
+            // Bytes after the answer were never asked for: whatever they are, the next request
+            // must not read them as its answer.
+            co_return std::pair{beast::error_code{}, parser.get().keep_alive() && c.buffer.size() == 0};
+        }
     }
 
     awaitable<OutboundResult> send(OutboundRequest req) {
@@ -404,19 +474,22 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             co_return out;
         }
 
+        // One deadline for the whole attempt, connect, handshake and a second round included:
+        // the drainer relies on a request ending within request_timeout (see drain.lease).
+        const auto deadline = t0 + req.timeout;
         for (int round = 0; round < 2; ++round) {
             // The second round always connects: a peer that restarted closed every pooled
             // connection, and the next idle one would be just as dead.
             auto conn = round == 0 ? take_idle(dest->key()) : nullptr;
             bool reused = conn != nullptr;
             if (!conn) {
-                conn = co_await connect(*dest, req, out);
+                conn = co_await connect(*dest, req, deadline, out);
                 if (!conn) break;
             }
             out.reused_connection = reused;
             out.failure = FailureKind::none;
             out.error.clear();
-            conn->lowest().expires_after(req.timeout);
+            conn->lowest().expires_at(deadline);
             std::pair<beast::error_code, bool> r;
             if (auto* p = std::get_if<std::unique_ptr<PlainStream>>(&conn->stream)) r = co_await exchange(**p, *conn, *head, body, out);
             else r = co_await exchange(*std::get<std::unique_ptr<TlsStream>>(conn->stream), *conn, *head, body, out);

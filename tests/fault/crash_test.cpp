@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <mutex>
 #include <set>
 
 #include "support/harness.hpp"
@@ -85,6 +86,41 @@ TEST(Fault, PostgresRestartMidDrainLosesNothing) {
     EXPECT_TRUE(same_id_for_duplicates(us));
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox_dead"), "0");
     EXPECT_NE(d.log().find("database reachable again"), std::string::npos) << "one log line per state change";
+    EXPECT_EQ(d.terminate(), 0);
+}
+
+// The claimer's session is what its leases live on. When it is lost (here: terminated; a
+// PostgreSQL restart does the same), the shards become claimable again while runs of the old
+// session may still be sending: those must stop before their next row, and this daemon must not
+// claim again until they ended, or one mailbox gets two requests at once and its order breaks.
+TEST(Fault, LostClaimSessionNeverSendsOneMailboxTwoRequestsAtOnce) {
+    TestDatabase db("fault_lost_session");
+    std::mutex mu;
+    std::map<std::string, int> open_per_mailbox;
+    int worst = 0;
+    Receiver us([&](const ReceivedRequest& r) {
+        auto n = std::stol(r.body.substr(4));  // "row-<g>", mailbox g % 8
+        auto mailbox = std::to_string(n % 8);
+        {
+            std::lock_guard lk(mu);
+            worst = std::max(worst, ++open_per_mailbox[mailbox]);
+        }
+        std::this_thread::sleep_for(200ms);
+        std::lock_guard lk(mu);
+        --open_per_mailbox[mailbox];
+        return 200;
+    });
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}});
+    Daemon d(cfg.toml, "lost-session");
+    ASSERT_TRUE(d.start()) << d.log();
+    seed_rows(db, 8, 64);
+    ASSERT_TRUE(wait_until([&] { return delivered(us).size() >= 8; }, 20s)) << d.log();
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'outboxd-claimer'");
+    ASSERT_TRUE(wait_until([&] { return delivered(us).size() == 64; }, 60s)) << delivered(us).size() << "\n" << d.log();
+    EXPECT_EQ(worst, 1) << "two requests of one mailbox were open at once\n" << d.log();
+    EXPECT_TRUE(same_id_for_duplicates(us));
+    EXPECT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 10s));
+    EXPECT_NE(d.log().find("claim session lost"), std::string::npos) << d.log();
     EXPECT_EQ(d.terminate(), 0);
 }
 

@@ -2,7 +2,14 @@
 // connections is reused and retired.
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <boost/asio/co_spawn.hpp>
+#include <functional>
 #include <thread>
 
 #include "outboxd/http/client.hpp"
@@ -48,4 +55,224 @@ TEST(HttpClient, IdleConnectionsAreReusedOnlyWithinMaxIdleTime) {
     EXPECT_EQ(r.connections(), 2u) << "an expired idle connection is not reused";
     ASSERT_EQ(send_one(ioc, client, r.url()).status, 200);
     EXPECT_EQ(r.connections(), 2u) << "the new one is pooled in its turn";
+}
+
+// ---------------------------------------------------------------------------------------------
+// Receivers that answer with exact bytes, for what a well-behaved server never sends.
+namespace {
+
+class ScriptedServer {
+public:
+    // `serve` gets each accepted connection's fd and the connection's index; it owns the fd.
+    explicit ScriptedServer(std::function<void(int fd, int index)> serve) : serve_(std::move(serve)) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        socklen_t len = sizeof a;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        ::listen(fd_, 16);
+        accept_ = std::thread([this] {
+            for (int i = 0;; ++i) {
+                int c = ::accept(fd_, nullptr, nullptr);
+                if (c < 0) return;
+                ++connections_;
+                workers_.emplace_back([this, c, i] { serve_(c, i); });
+            }
+        });
+    }
+    ~ScriptedServer() {
+        ::shutdown(fd_, SHUT_RDWR);
+        ::close(fd_);
+        accept_.join();
+        for (auto& w : workers_) w.join();
+    }
+    std::string url() const { return "http://127.0.0.1:" + std::to_string(port_); }
+    int connections() const { return connections_.load(); }
+
+private:
+    std::function<void(int, int)> serve_;
+    int fd_ = -1;
+    unsigned short port_ = 0;
+    std::atomic<int> connections_{0};
+    std::thread accept_;
+    std::vector<std::thread> workers_;
+};
+
+// Reads one request's head, then `body_to_read` bytes of its body (-1: all of Content-Length).
+bool read_request(int fd, long body_to_read = -1) {
+    std::string got;
+    char buf[65536];
+    while (got.find("\r\n\r\n") == std::string::npos) {
+        auto n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return false;
+        got.append(buf, static_cast<std::size_t>(n));
+    }
+    auto head_end = got.find("\r\n\r\n") + 4;
+    auto cl = got.find("Content-Length: ");
+    long length = cl == std::string::npos ? 0 : std::stol(got.substr(cl + 16));
+    long want = body_to_read < 0 ? length : std::min(length, body_to_read);
+    long have = static_cast<long>(got.size() - head_end);
+    while (have < want) {
+        auto n = ::recv(fd, buf, sizeof buf, 0);
+        if (n <= 0) return false;
+        have += n;
+    }
+    return true;
+}
+
+void write_all(int fd, const std::string& s) {
+    std::size_t off = 0;
+    while (off < s.size()) {
+        auto n = ::send(fd, s.data() + off, s.size() - off, MSG_NOSIGNAL);
+        if (n <= 0) return;
+        off += static_cast<std::size_t>(n);
+    }
+}
+
+http::OutboundResult send_body(boost::asio::io_context& ioc, http::Client& client, const std::string& url,
+                               std::string body) {
+    http::OutboundRequest req;
+    req.url = url + "/hook";
+    req.body = std::move(body);
+    req.timeout = 3s;
+    std::optional<http::OutboundResult> out;
+    boost::asio::co_spawn(ioc, client.send(req), [&](std::exception_ptr e, http::OutboundResult r) {
+        if (!e) out = std::move(r);
+    });
+    ioc.restart();
+    ioc.run();
+    return out.value_or(http::OutboundResult{});
+}
+
+}  // namespace
+
+// An interim answer before the final one (100 Continue, 103 Early Hints) is skipped. Taken as
+// the answer, it left the final one unread on a pooled connection, where the next request read
+// it: a 503 became a 200, and the row was deleted undelivered.
+TEST(HttpClient, InterimAnswersAreSkippedAndNeverPairedWithTheNextRequest) {
+    ScriptedServer server([](int fd, int) {
+        if (read_request(fd))
+            write_all(fd, "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n"
+                          "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        if (read_request(fd)) write_all(fd, "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n");
+        ::close(fd);
+    });
+    boost::asio::io_context ioc;
+    http::Client client(ioc, {});
+    auto first = send_body(ioc, client, server.url(), "{}");
+    EXPECT_EQ(first.status, 200) << first.error;
+    EXPECT_EQ(first.body_head, "ok");
+    auto second = send_body(ioc, client, server.url(), "{}");
+    EXPECT_EQ(second.status, 503) << second.error;
+    EXPECT_TRUE(second.reused_connection);
+    EXPECT_EQ(server.connections(), 1);
+}
+
+// The status decides; the body is only logged. A 2xx whose body is over max_response_bytes is
+// delivered (not retried, which delivered it again), and its connection is not reused.
+TEST(HttpClient, AnAnswerWithAHugeBodyCountsByItsStatus) {
+    ScriptedServer server([](int fd, int index) {
+        if (!read_request(fd)) return (void)::close(fd);
+        if (index == 0) {  // announced: 100 MB
+            write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 104857600\r\n\r\n" + std::string(65536, 'x'));
+        } else if (index == 1) {  // chunked, without end
+            write_all(fd, "HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n");
+            std::string chunk = "10000\r\n" + std::string(65536, 'y') + "\r\n";
+            for (int i = 0; i < 64; ++i) write_all(fd, chunk);
+        } else {
+            write_all(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+        }
+        ::close(fd);
+    });
+    boost::asio::io_context ioc;
+    http::Client client(ioc, {});
+    auto announced = send_body(ioc, client, server.url(), "{}");
+    EXPECT_EQ(announced.status, 200) << announced.error;
+    auto endless = send_body(ioc, client, server.url(), "{}");
+    EXPECT_EQ(endless.status, 202) << endless.error;
+    EXPECT_EQ(endless.body_head.size(), 1024u);
+    auto next = send_body(ioc, client, server.url(), "{}");
+    EXPECT_EQ(next.status, 404);
+    EXPECT_EQ(server.connections(), 3) << "neither connection was pooled with a body half read";
+}
+
+// A region that refuses a large body early (413, 401) answers and closes before it read the
+// body; the failed write must not hide that answer.
+TEST(HttpClient, AnEarlyAnswerToALargeBodyIsRead) {
+    ScriptedServer server([](int fd, int) {
+        if (read_request(fd, 0)) {
+            write_all(fd, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 8\r\nConnection: close\r\n\r\ntoo big\n");
+            std::this_thread::sleep_for(50ms);
+        }
+        ::close(fd);  // with the body unread: the peer gets a reset
+    });
+    boost::asio::io_context ioc;
+    http::Client client(ioc, {});
+    auto r = send_body(ioc, client, server.url(), std::string(16 << 20, 'b'));
+    EXPECT_EQ(r.status, 413) << r.error;
+    EXPECT_EQ(r.body_head, "too big\n");
+}
+
+// A pooled connection the peer closed while it rested is found before the request is written to
+// it: the peer here half-closes (FIN) and keeps reading, and must never see a second request.
+TEST(HttpClient, ARestedConnectionThePeerClosedIsNotWrittenTo) {
+    std::atomic<bool> second_request_on_closed{false};
+    ScriptedServer server([&](int fd, int index) {
+        if (read_request(fd)) write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+        if (index == 0) {
+            std::this_thread::sleep_for(1200ms);
+            ::shutdown(fd, SHUT_WR);  // FIN, as an idle timeout closes; reading goes on
+            timeval tv{2, 0};
+            ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            if (read_request(fd)) second_request_on_closed = true;
+        }
+        ::close(fd);
+    });
+    boost::asio::io_context ioc;
+    http::Client client(ioc, {});
+    ASSERT_EQ(send_body(ioc, client, server.url(), "{}").status, 200);
+    std::this_thread::sleep_for(1500ms);  // the rest under test
+    auto r = send_body(ioc, client, server.url(), "{}");
+    EXPECT_EQ(r.status, 200) << r.error;
+    EXPECT_FALSE(r.reused_connection);
+    EXPECT_EQ(server.connections(), 2);
+    EXPECT_FALSE(second_request_on_closed.load()) << "the request went out on the closed connection first";
+}
+
+// request_timeout bounds the whole attempt: a pooled connection that fails late, then a second
+// round on a fresh one, share one deadline (the drainer's lease arithmetic relies on it).
+TEST(HttpClient, OneDeadlineCoversTheWholeAttempt) {
+    ScriptedServer server([](int fd, int index) {
+        if (index == 0) {
+            if (read_request(fd)) write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+            if (read_request(fd)) std::this_thread::sleep_for(1200ms);  // then closes, no answer
+        } else {
+            if (read_request(fd)) std::this_thread::sleep_for(4s);  // never answers in time
+        }
+        ::close(fd);
+    });
+    boost::asio::io_context ioc;
+    http::Client client(ioc, {});
+    ASSERT_EQ(send_body(ioc, client, server.url(), "{}").status, 200);
+    http::OutboundRequest req;
+    req.url = server.url() + "/hook";
+    req.body = "{}";
+    req.timeout = 2s;
+    std::optional<http::OutboundResult> out;
+    auto t0 = std::chrono::steady_clock::now();
+    boost::asio::co_spawn(ioc, client.send(req), [&](std::exception_ptr e, http::OutboundResult r) {
+        if (!e) out = std::move(r);
+    });
+    ioc.restart();
+    ioc.run();
+    auto took = std::chrono::steady_clock::now() - t0;
+    ASSERT_TRUE(out);
+    EXPECT_EQ(out->status, 0);
+    EXPECT_EQ(out->failure, http::FailureKind::timeout) << out->error;
+    EXPECT_LT(took, 2500ms) << "1.2 s on the first connection and 2 s more on the second before";
 }

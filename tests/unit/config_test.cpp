@@ -1,6 +1,7 @@
 // Config parsing: good files, every kind of bad value, unknown keys, durations, the env override.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdlib>
 
 #include "outboxd/config/config.hpp"
@@ -94,6 +95,13 @@ TEST(Config, BadValuesNameTheKey) {
     EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"ftp://x\"\nsecret=\"s\"\n").find("region[0].url"), std::string::npos);
     EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"http://x\"\n").find("region[0].secret"), std::string::npos);
     EXPECT_NE(message_of("[log]\nformat = \"xml\"\n").find("log.format"), std::string::npos);
+    EXPECT_NE(message_of("[drain]\nlease = \"4s\"\nrequest_timeout = \"2s\"\n").find("drain.request_timeout"),
+              std::string::npos)
+        << "a request could outlive its lease";
+    EXPECT_EQ(message_of("[drain]\nlease = \"4s\"\nrequest_timeout = \"1900ms\"\n[apps]\nrequest_timeout = \"1s\"\n"), "");
+    EXPECT_NE(message_of("[drain]\nlease = \"4s\"\nrequest_timeout = \"1s\"\n[apps]\nrequest_timeout = \"3s\"\n")
+                  .find("apps.request_timeout"),
+              std::string::npos);
     EXPECT_NE(message_of("[provider.discord]\npublic_key = \"zz\"\n").find("provider.discord.public_key"), std::string::npos);
     EXPECT_NE(message_of("this is = = not toml").find("cannot parse"), std::string::npos);
 }
@@ -126,6 +134,21 @@ TEST(Config, AddressesAndFilesAreCheckedAtLoadAndNameTheKey) {
     EXPECT_NE(message_of("[smtp]\nurl = \"http://mail.example.com\"\n").find("smtp.url"), std::string::npos);
     EXPECT_NE(message_of("[smtp]\nurl = \"smtp://\"\n").find("smtp.url"), std::string::npos);
     EXPECT_EQ(message_of("[smtp]\nurl = \"smtps://mail.example.com:465\"\n"), "");
+}
+
+// A reload keeps what needs a restart and says so, secrets included (they are masked in every
+// listing, so a changed secret must not look unchanged).
+TEST(Config, ReloadNamesEveryKeptKeyIncludingSecrets) {
+    unsetenv("OUTBOXD_DATABASE_URL");
+    LiveConfig live(load_string(kGood));
+    std::string changed = kGood;
+    changed.replace(changed.find("secret = \"s2\""), 13, "secret = \"s9\"");
+    changed.replace(changed.find("pool_size = 4"), 13, "pool_size = 6");
+    auto kept = live.reload(load_string(changed));
+    EXPECT_NE(std::find(kept.begin(), kept.end(), "region[1].secret"), kept.end());
+    EXPECT_NE(std::find(kept.begin(), kept.end(), "database.pool_size"), kept.end());
+    EXPECT_EQ(live.get()->region("eu")->secret, "s2") << "the running value is kept";
+    EXPECT_TRUE(live.reload(load_string(changed)).size() == kept.size()) << "and reported again at the next reload";
 }
 
 TEST(Config, DuplicateRegionIsRefused) {

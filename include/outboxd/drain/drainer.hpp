@@ -36,7 +36,8 @@ public:
 
 private:
     void claim_loop();
-    boost::asio::awaitable<void> deliver_run(ShardRun run);
+    // `session` is the claim session the run's lease belongs to (see session_).
+    boost::asio::awaitable<void> deliver_run(ShardRun run, std::uint64_t session);
     bool paused(const ClaimedRow& row);
 
     config::LiveConfig& live_;
@@ -55,6 +56,9 @@ private:
     std::atomic<bool> stopping_{false};
     std::atomic<bool> release_session_{false};
     std::atomic<int> in_flight_{0};
+    // Counts claim sessions. Leases live as long as the session that took them: when it is lost,
+    // runs of an older session stop before their next row, and no claim is made until they ended.
+    std::atomic<std::uint64_t> session_{0};
     std::atomic<bool> connected_{false};
     std::atomic<std::int64_t> last_loop_ns_{0};
     std::mutex pause_mu_;
