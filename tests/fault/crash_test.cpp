@@ -117,7 +117,10 @@ TEST(Fault, LostClaimSessionNeverSendsOneMailboxTwoRequestsAtOnce) {
     ASSERT_TRUE(wait_until([&] { return delivered(us).size() >= 8; }, 20s)) << d.log();
     db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'outboxd-claimer'");
     ASSERT_TRUE(wait_until([&] { return delivered(us).size() == 64; }, 60s)) << delivered(us).size() << "\n" << d.log();
-    EXPECT_EQ(worst, 1) << "two requests of one mailbox were open at once\n" << d.log();
+    {
+        std::lock_guard lk(mu);
+        EXPECT_EQ(worst, 1) << "two requests of one mailbox were open at once\n" << d.log();
+    }
     EXPECT_TRUE(same_id_for_duplicates(us));
     EXPECT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 10s));
     EXPECT_NE(d.log().find("claim session lost"), std::string::npos) << d.log();
