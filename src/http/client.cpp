@@ -477,10 +477,13 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         // One deadline for the whole attempt, connect, handshake and a second round included:
         // the drainer relies on a request ending within request_timeout (see drain.lease).
         const auto deadline = t0 + req.timeout;
+        // The private-address guard runs when a connection is opened, so connections opened
+        // without it (region deliveries) are never lent to requests that need it (app webhooks).
+        const std::string pool = req.allow_private ? dest->key() : dest->key() + " public-only";
         for (int round = 0; round < 2; ++round) {
             // The second round always connects: a peer that restarted closed every pooled
             // connection, and the next idle one would be just as dead.
-            auto conn = round == 0 ? take_idle(dest->key()) : nullptr;
+            auto conn = round == 0 ? take_idle(pool) : nullptr;
             bool reused = conn != nullptr;
             if (!conn) {
                 conn = co_await connect(*dest, req, deadline, out);
@@ -497,7 +500,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             if (!ec) {
                 if (keep) {
                     conn->lowest().expires_never();
-                    put_idle(dest->key(), std::move(conn));
+                    put_idle(pool, std::move(conn));
                 }
                 break;
             }

@@ -276,3 +276,29 @@ TEST(HttpClient, OneDeadlineCoversTheWholeAttempt) {
     EXPECT_EQ(out->failure, http::FailureKind::timeout) << out->error;
     EXPECT_LT(took, 2500ms) << "1.2 s on the first connection and 2 s more on the second before";
 }
+
+// The private-address guard (app webhooks with apps.allow_private_urls = false) holds for pooled
+// connections too: one a region delivery left open to a loopback address is not lent to an app
+// webhook for the same host and port.
+TEST(HttpClient, PooledConnectionsNeverBypassThePrivateAddressGuard) {
+    Receiver r;
+    boost::asio::io_context ioc;
+    http::Client client(ioc, {});
+    ASSERT_EQ(send_one(ioc, client, r.url()).status, 200);  // allow_private: a region delivery
+    http::OutboundRequest app;
+    app.url = r.url() + "/app-hook";
+    app.body = "{}";
+    app.allow_private = false;
+    std::optional<http::OutboundResult> out;
+    boost::asio::co_spawn(ioc, client.send(app), [&](std::exception_ptr e, http::OutboundResult res) {
+        if (!e) out = std::move(res);
+    });
+    ioc.restart();
+    ioc.run();
+    ASSERT_TRUE(out);
+    EXPECT_EQ(out->status, 0);
+    EXPECT_EQ(out->failure, http::FailureKind::refused_address) << out->error;
+    EXPECT_EQ(r.requests().size(), 1u) << "the app request reached the loopback receiver";
+    EXPECT_EQ(send_one(ioc, client, r.url()).status, 200) << "region deliveries still reuse their connection";
+    EXPECT_EQ(r.connections(), 1u);
+}
