@@ -172,6 +172,10 @@ void check_usage(const Command& cmd, const Args& a) {
         throw UsageError(std::string(cmd.name) + ": give --id ID... or --all");
     if ((cmd.flags & kTarget) && !a.mailbox == !a.region)
         throw UsageError(std::string(cmd.name) + ": give exactly one of --mailbox NAME or --region NAME");
+    // Elsewhere "none" selects the rows without a region; a pause keyed by it would match no row.
+    if ((cmd.flags & kTarget) && a.region && *a.region == "none")
+        throw UsageError(std::string(cmd.name) +
+                         ": rows without a region (app webhooks, emails) are paused by --mailbox, e.g. app:<installation id>");
     if (!(cmd.flags & kNoConfig) && a.config_path.empty())
         throw UsageError(std::string(cmd.name) + ": --config FILE is required");
 }

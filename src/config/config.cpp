@@ -201,6 +201,7 @@ void apply_region(Config& cfg, const toml::value& v, std::size_t index) {
         if (!found) bad(where + "." + k, "unknown key");
     }
     if (r.name.empty()) bad(where + ".name", "missing");
+    if (r.name == "none") bad(where + ".name", "'none' is reserved: it labels rows without a region");
     check_url(where + ".url", r.url, {"http", "https"});
     while (!r.url.empty() && r.url.back() == '/') r.url.pop_back();
     if (r.secret.empty()) bad(where + ".secret", "missing");

@@ -402,6 +402,7 @@ TEST_F(Outboxctl, UsageErrorsExit2AndChangeNothing) {
         {"pause", "--mailbox", "github:1", "--region", "us"},
         {"resume"},
         {"resume", "--mailbox", "github:1", "--region", "us"},
+        {"pause", "--region", "none"},  // "none" selects rows without a region; a pause of it matched nothing
         {"config"},
     };
     for (const auto& args : bad) {

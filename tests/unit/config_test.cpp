@@ -95,6 +95,9 @@ TEST(Config, BadValuesNameTheKey) {
     EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"ftp://x\"\nsecret=\"s\"\n").find("region[0].url"), std::string::npos);
     EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"http://x\"\n").find("region[0].secret"), std::string::npos);
     EXPECT_NE(message_of("[log]\nformat = \"xml\"\n").find("log.format"), std::string::npos);
+    EXPECT_NE(message_of("[[region]]\nname=\"none\"\nurl=\"http://x\"\nsecret=\"s\"\n").find("region[0].name"),
+              std::string::npos)
+        << "'none' is the label of rows without a region";
     EXPECT_NE(message_of("[drain]\nlease = \"4s\"\nrequest_timeout = \"2s\"\n").find("drain.request_timeout"),
               std::string::npos)
         << "a request could outlive its lease";
