@@ -10,6 +10,7 @@
 
 #include "outboxd/apps/outcome_log.hpp"
 #include "outboxd/apps/smtp.hpp"
+#include "outboxd/ingress/parser.hpp"
 
 namespace outboxd::apps {
 
@@ -18,6 +19,14 @@ namespace {
 constexpr const char* kRecord =
     "SELECT app_id FROM outboxd_app_record_outcomes($1::jsonb, $2::integer, $3::text) AS app_id";
 constexpr const char* kPruneMeta = "SELECT outboxd_app_prune_meta()";
+// The app and installation as they are now. No meta row (a webhook replayed long after its meta
+// was pruned): nothing to check, the row is sent as stored.
+constexpr const char* kCurrentApp = R"(
+SELECT a.status, coalesce(a.webhook_url, ''), a.client_secret, i.status
+FROM sentry_app_outbox_meta m
+LEFT JOIN sentry_app a ON a.id = m.sentry_app_id
+LEFT JOIN sentry_app_installation i ON i.id = m.installation_id AND i.sentry_app_id = m.sentry_app_id
+WHERE m.outbox_id = $1)";
 constexpr std::int64_t kPruneEveryMs = 10 * 60 * 1000;
 
 std::int64_t steady_ms() {
@@ -30,6 +39,7 @@ std::int64_t steady_ms() {
 AppHooks::AppHooks(const config::Config& cfg, metrics::Metrics& m)
     : cfg_(cfg),
       metrics_(m),
+      pool_(cfg.database.url, 2, "outboxd-apps"),
       disabled_(m.registry.counter("outboxd_apps_disabled_total",
                                    "Sentry apps disabled as broken (internal apps failing for 7 days or timing out).")),
       emails_(m.registry.counter("outboxd_emails_total", "Email rows handed to the SMTP relay, by result (sent, failed).",
@@ -88,10 +98,34 @@ http::OutboundResult AppHooks::send_email(const drain::ClaimedRow& row) const {
     return res;
 }
 
+drain::CurrentTarget AppHooks::current_target(const drain::ClaimedRow& row) {
+    using drain::CurrentTarget;
+    CurrentTarget t;
+    try {
+        auto lease = pool_.acquire(std::chrono::seconds(5));
+        if (!lease) return {CurrentTarget::Verdict::unknown, "no database connection free"};
+        auto r = (*lease)->exec_prepared("apps_current_target", kCurrentApp, db::Params(row.id));
+        if (r.rows() == 0) return t;
+        if (r.is_null(0, 0)) return {CurrentTarget::Verdict::drop, "app_deleted"};
+        if (r.text(0, 0) == "disabled") return {CurrentTarget::Verdict::drop, "app_disabled"};
+        if (r.is_null(0, 3) || r.text(0, 3) != "installed") return {CurrentTarget::Verdict::drop, "app_uninstalled"};
+        if (r.text(0, 1).empty()) return {CurrentTarget::Verdict::drop, "app_without_url"};
+        // Sentry reads the URL and the secret when it sends: a moved endpoint or a rotated secret
+        // applies to webhooks already queued.
+        t.url = r.text(0, 1);
+        t.header = std::pair<std::string, std::string>("Sentry-Hook-Signature",
+                                                       ingress::hmac_sha256_hex(r.text(0, 2), row.body));
+        return t;
+    } catch (const std::exception& e) {
+        return {CurrentTarget::Verdict::unknown, e.what()};
+    }
+}
+
 void AppHooks::install(drain::Deliverer& d) {
     static std::once_flag once;
     std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     d.set_sender("email", [this](const drain::ClaimedRow& row) { return send_email(row); });
+    d.set_send_time_check("app_webhook", [this](const drain::ClaimedRow& row) { return current_target(row); });
 }
 
 }  // namespace outboxd::apps

@@ -4,7 +4,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <boost/asio.hpp>
+#include <cctype>
 
 #include "outboxd/ingress/parser.hpp"
 
@@ -83,6 +85,14 @@ namespace {
 asio::awaitable<http::OutboundResult> run_blocking(Deliverer::BlockingSender* sender, const ClaimedRow* row) {
     co_return (*sender)(*row);
 }
+asio::awaitable<CurrentTarget> run_check(Deliverer::SendTimeCheck* check, const ClaimedRow* row) {
+    co_return (*check)(*row);
+}
+bool same_name(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
 }  // namespace
 
 asio::awaitable<Outcome> Deliverer::deliver(const ClaimedRow& row, const RetryPolicy& policy,
@@ -113,7 +123,34 @@ asio::awaitable<Outcome> Deliverer::deliver(const ClaimedRow& row, const RetryPo
         res = co_await asio::co_spawn(*pool_, run_blocking(custom, &row), asio::use_awaitable);
         url = row.target_url.value_or("");
     } else {
+        SendTimeCheck* check = nullptr;
+        for (auto& [cat, c] : checks_)
+            if (cat == row.category) check = &c;
+        CurrentTarget target;
+        if (check && pool_) target = co_await asio::co_spawn(*pool_, run_check(check, &row), asio::use_awaitable);
+        if (target.verdict == CurrentTarget::Verdict::drop) {
+            o.kind = Outcome::Kind::dead;
+            o.reason = target.reason;
+            o.error = "not sent: " + target.reason;
+            spdlog::info("deliver: id={} mailbox={} dead reason={} (checked when sent)", row.id, row.mailbox, target.reason);
+            co_return o;
+        }
+        if (target.verdict == CurrentTarget::Verdict::unknown) {
+            // Nothing was sent and nothing is counted: the row stays for the next claim.
+            o.kind = Outcome::Kind::release;
+            spdlog::warn("deliver: id={} mailbox={} not sent, destination not checked error=\"{}\"", row.id,
+                         row.mailbox, target.reason);
+            co_return o;
+        }
         auto req = build_request(row, *cfg, now);
+        ingress::Headers current_headers;  // outlives the send: the request refers to it
+        if (req && target.url) req->url = *target.url;
+        if (req && target.header) {
+            for (const auto& h : row.headers)
+                if (!same_name(h.first, target.header->first)) current_headers.push_back(h);
+            current_headers.push_back(*target.header);
+            req->stored_headers = &current_headers;
+        }
         if (!req) {
             o.kind = Outcome::Kind::dead;
             o.reason = "unknown_region";

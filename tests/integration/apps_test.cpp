@@ -629,6 +629,38 @@ TEST(AppDaemon, DeliversSignedWebhooksAndLogsThem) {
     EXPECT_EQ(d.terminate(), 0);
 }
 
+// Sentry reads the app when it sends, not when it enqueues: a webhook that waited (here in a
+// paused mailbox) goes to the app's current URL, signed with its current secret, and is not sent
+// at all once the app is disabled.
+TEST(AppDaemon, QueuedWebhooksFollowTheAppAsItIsWhenSent) {
+    TestDatabase db("apps_send_time");
+    Receiver old_endpoint, new_endpoint;
+    seed_app(db, old_endpoint.url() + "/webhook");
+    Daemon d(config_for(db, "[apps]\nallow_private_urls = true\n"), "apps-send-time");
+    ASSERT_TRUE(d.start()) << d.log();
+    db.sql("INSERT INTO outbox_pause (kind, name) VALUES ('mailbox', 'app:10')");
+    std::this_thread::sleep_for(1500ms);  // every daemon honours a pause within a second
+    ASSERT_TRUE(send(db, "issue.created", R"({"issue":{"id":"1"}})"));
+    db.sql("UPDATE sentry_app SET webhook_url = $1, client_secret = 'rotated' WHERE id = 1",
+           Params(new_endpoint.url() + "/moved"));
+    db.sql("DELETE FROM outbox_pause");
+    ASSERT_TRUE(wait_until([&] { return new_endpoint.ok().size() == 1; }, 10s)) << d.log();
+    auto req = new_endpoint.ok()[0];
+    EXPECT_EQ(req.target, "/moved");
+    EXPECT_EQ(req.headers["sentry-hook-signature"], outboxd::ingress::hmac_sha256_hex("rotated", req.body));
+    EXPECT_EQ(old_endpoint.requests().size(), 0u);
+
+    db.sql("INSERT INTO outbox_pause (kind, name) VALUES ('mailbox', 'app:10')");
+    std::this_thread::sleep_for(1500ms);
+    ASSERT_TRUE(send(db, "issue.created", R"({"issue":{"id":"2"}})"));
+    db.sql("UPDATE sentry_app SET status = 'disabled' WHERE id = 1");
+    db.sql("DELETE FROM outbox_pause");
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox_dead") == "1"; }, 10s)) << d.log();
+    EXPECT_EQ(db.scalar("SELECT reason FROM control_outbox_dead"), "app_disabled");
+    EXPECT_EQ(new_endpoint.requests().size(), 1u) << "nothing sent to a disabled app";
+    EXPECT_EQ(d.terminate(), 0);
+}
+
 TEST(AppDaemon, BrokenAppIsDisabledAndOwnersEmailedOverSmtp) {
     TestDatabase db("apps_daemon_broken");
     SmtpListener smtp;

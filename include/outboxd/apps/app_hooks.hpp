@@ -33,10 +33,14 @@ public:
     std::vector<std::int64_t> record(db::Connection& c, const std::vector<drain::Outcome>& batch);
     // The "email" sender: SMTP to row.target_url with row.body as the message.
     http::OutboundResult send_email(const drain::ClaimedRow& row) const;
+    // The app_webhook check made right before each send: the app's current URL and signing
+    // secret; not sent at all (dead) once the app is disabled or deleted, or the installation gone.
+    drain::CurrentTarget current_target(const drain::ClaimedRow& row);
 
 private:
     const config::Config& cfg_;
     metrics::Metrics& metrics_;
+    db::Pool pool_;  // for current_target(), on the blocking pool
     metrics::Family<metrics::Counter>& disabled_;
     metrics::Family<metrics::Counter>& emails_;
     std::atomic<std::int64_t> next_prune_ms_{0};

@@ -5,6 +5,7 @@
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <mutex>
+#include <optional>
 #include <functional>
 #include <random>
 
@@ -21,13 +22,25 @@ namespace outboxd::drain {
 std::optional<http::OutboundRequest> build_request(const ClaimedRow& row, const config::Config& cfg,
                                                    std::chrono::system_clock::time_point now);
 
+// What a send-time check says about a row whose destination can change after it was enqueued
+// (an app's URL and secret, its status): read when the row is sent, as Sentry does.
+struct CurrentTarget {
+    enum class Verdict { send, drop, unknown } verdict = Verdict::send;
+    std::string reason;                               // drop: the dead reason; drop/unknown: why, for the log
+    std::optional<std::string> url;                   // send: replaces the stored URL
+    std::optional<std::pair<std::string, std::string>> header;  // send: replaces the stored header of that name
+};
+
 class Deliverer {
 public:
     using BlockingSender = std::function<http::OutboundResult(const ClaimedRow&)>;
+    using SendTimeCheck = std::function<CurrentTarget(const ClaimedRow&)>;
     Deliverer(http::Client& client, metrics::Metrics& m) : client_(client), metrics_(m) {}
     // Categories delivered by something other than HTTP (email over SMTP); runs on `pool`.
     void set_sender(std::string category, BlockingSender s) { senders_.emplace_back(std::move(category), std::move(s)); }
     void set_blocking_pool(boost::asio::thread_pool* pool) { pool_ = pool; }
+    // Rows of `category` are checked on `pool` right before each send (it may read the database).
+    void set_send_time_check(std::string category, SendTimeCheck c) { checks_.emplace_back(std::move(category), std::move(c)); }
 
     // Sends the row once and returns its outcome (delivered, retry with delay, or dead).
     // `cfg` is the snapshot in force for this shard run.
@@ -42,6 +55,7 @@ private:
     metrics::Metrics& metrics_;
     boost::asio::thread_pool* pool_ = nullptr;
     std::vector<std::pair<std::string, BlockingSender>> senders_;
+    std::vector<std::pair<std::string, SendTimeCheck>> checks_;
     std::mt19937_64 rng_{std::random_device{}()};
     std::mutex rng_mu_;
 };

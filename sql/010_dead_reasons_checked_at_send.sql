@@ -1,0 +1,3 @@
+-- App webhooks are checked against the app as it is when they are sent (the daemon's
+-- AppHooks::current_target): three more dead-letter reasons. Only the column's documentation changes.
+COMMENT ON COLUMN control_outbox_dead.reason IS 'permanent_status (a 4xx other than 408/429), max_attempts, max_age, unknown_region (not in this daemon''s config), refused_url (private address or unusable destination), app_disabled (the app was disabled before the webhook was sent, by the product or as broken), app_deleted (the app no longer exists), app_uninstalled (the installation is gone or not installed), app_without_url (the app has no webhook_url any more).';
