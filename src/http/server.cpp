@@ -115,7 +115,13 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
     }
 
     static awaitable<ingress::Response> run_slow(std::shared_ptr<Impl> self, ingress::Request req) {
-        co_return self->routes.slow(req);
+        // A route that throws still answers: a client left without a status line retries blind.
+        try {
+            co_return self->routes.slow(req);
+        } catch (const std::exception& e) {
+            spdlog::error("{}: request failed target=\"{}\" error=\"{}\"", self->opts.name, req.target, e.what());
+            co_return ingress::Response{503, "internal error, retry later\n", "text/plain"};
+        }
     }
 
     template <class Stream>

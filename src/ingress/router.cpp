@@ -191,7 +191,24 @@ Router::Prepared Router::prepare(const Request& req, const Target& t, Directory&
 Routed Router::route(const Request& req) {
     Target t;
     if (auto early = precheck(req, t)) return *early;
-    auto lease = pool_.acquire(std::chrono::seconds(2));
+    std::string dial_error;
+    auto lease = [&]() -> std::optional<db::Pool::Lease> {
+        try {
+            return pool_.acquire(std::chrono::seconds(2));  // may dial a new connection, and fail
+        } catch (const db::Error& e) {
+            dial_error = e.what();
+            return std::nullopt;
+        }
+    }();
+    if (!dial_error.empty()) {
+        metrics_.db_errors.with({"ingress"}).inc();
+        Routed out;
+        out.provider = t.provider->name;
+        spdlog::error("ingress: no database connection provider={} error=\"{}\"", out.provider, dial_error);
+        out.response = {503, "database unavailable, retry later\n", "text/plain"};
+        out.reason = "db_error";
+        return out;
+    }
     if (!lease) {
         metrics_.db_pool_timeouts.get().inc();
         Routed out;

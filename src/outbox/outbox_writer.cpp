@@ -162,6 +162,9 @@ void OutboxWriter::connect(Session& s) {
     s.emplace(conninfo_, "outboxd-writer");
     // This session wakes drainers itself after each commit (see sql/005_deferred_notify.sql).
     s->exec("SET outboxd.defer_notify = on");
+    // A provider waits about 10 s for its answer (GitHub) and then counts a failure, so a commit
+    // stuck behind a lock (a migration, a DBA's LOCK TABLE) is answered 503 before that.
+    s->exec("SET lock_timeout = '5s'");
 }
 
 void OutboxWriter::insert(Session& s, const std::vector<const NewRow*>& rows) {
@@ -203,7 +206,9 @@ void OutboxWriter::flush(Session& s, std::vector<Pending>& batch) {
         return;
     } catch (const db::Error& e) {
         metrics_.db_errors.with({"outbox_writer"}).inc();
-        if (e.connection_lost() || batch.size() == 1) {
+        // A lock or statement timeout would hit each request of the batch again, one by one.
+        bool batch_wide = e.connection_lost() || e.sqlstate() == "55P03" || e.sqlstate() == "57014";
+        if (batch_wide || batch.size() == 1) {
             spdlog::error("outbox_writer: commit failed rows_requests={} sqlstate={} error=\"{}\"", batch.size(),
                           e.sqlstate(), e.what());
             if (e.connection_lost()) s.reset();
