@@ -376,7 +376,12 @@ TEST_F(BadInput, InvalidUtf8InJsonIs400) {
     EXPECT_EQ(metric(rejected("github", "bad_json")), 3);
     // Not UTF-8 in a header: refused before it could reach the database as JSON text.
     EXPECT_EQ(post("/extensions/github/webhook/", kGoodBody, {{"X-GitHub-Event", "issues\xff"}}).status, 400);
-    EXPECT_EQ(metric(rejected("github", "bad_encoding")), 1);
+    // Well-formed bytes that are still not UTF-8 (PostgreSQL refuses them: that answered 503,
+    // which a provider retries for ever): a surrogate, an overlong NUL, a code point past U+10FFFF.
+    EXPECT_EQ(post("/extensions/github/webhook/", kGoodBody, {{"X-Note", "a\xed\xa0\x80"}}).status, 400);
+    EXPECT_EQ(post("/extensions/github/webhook/", kGoodBody, {{"X-Note", "a\xc0\x80"}}).status, 400);
+    EXPECT_EQ(post("/extensions/github/webhook/?q=\xf5\x80\x80\x80", kGoodBody).status, 400);
+    EXPECT_EQ(metric(rejected("github", "bad_encoding")), 4);
     expect_nothing_stored();
     expect_still_serving();
 }
