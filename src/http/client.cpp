@@ -72,8 +72,17 @@ struct Destination {
 };
 
 std::optional<Destination> parse_url(const std::string& url) {
-    auto r = boost::urls::parse_uri(url);
-    if (!r) return std::nullopt;
+    // Only scheme://authority is parsed. The rest is the request target, sent as it is: a region
+    // gets the provider's path and query byte for byte, including characters a strict URI parser
+    // refuses (`|`, `{`, `^`, raw UTF-8) but the ingress accepted and answered 2xx for.
+    auto scheme_end = url.find("://");
+    if (scheme_end == std::string::npos) return std::nullopt;
+    auto target_start = url.find_first_of("/?", scheme_end + 3);
+    std::string origin = url.substr(0, target_start);
+    std::string rest = target_start == std::string::npos ? "" : url.substr(target_start);
+    rest = rest.substr(0, rest.find('#'));  // a fragment is never sent
+    auto r = boost::urls::parse_uri(origin);
+    if (!r || r->has_query() || r->has_fragment() || !r->encoded_path().empty()) return std::nullopt;
     Destination d;
     auto scheme = r->scheme();
     if (scheme == "https") d.tls = true;
@@ -82,8 +91,7 @@ std::optional<Destination> parse_url(const std::string& url) {
     if (d.host.empty()) return std::nullopt;
     if (d.host.size() > 2 && d.host.front() == '[') d.host = d.host.substr(1, d.host.size() - 2);
     d.port = r->has_port() ? std::string(r->port()) : (d.tls ? "443" : "80");
-    d.target = std::string(r->encoded_target());
-    if (d.target.empty()) d.target = "/";
+    d.target = rest.empty() ? "/" : rest.front() == '?' ? "/" + rest : rest;
     d.host_header = std::string(r->encoded_host_and_port());
     return d;
 }

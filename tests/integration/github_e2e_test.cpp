@@ -112,6 +112,27 @@ TEST(GithubEndToEnd, DatabaseDownAnswers503) {
     EXPECT_TRUE(us.requests().size() == 1u);
 }
 
+// The query is forwarded as the provider sent it, including characters a strict URI parser
+// refuses; they were answered 202 and then dead-lettered as an unusable URL, never delivered.
+TEST(GithubEndToEnd, AQueryTheIngressAcceptsIsForwardedByteForByte) {
+    TestDatabase db("github_query");
+    db.seed_integration(7, "github", "4242", {"us"});
+    Receiver us;
+    auto ingress = free_port(), metrics = free_port();
+    Daemon d(config_for(db, ingress, metrics, {{"us", us.url()}}), "query");
+    ASSERT_TRUE(d.start()) << d.log();
+    const std::vector<std::string> targets = {
+        "/extensions/github/webhook/?a=x|y&b={z}&c=^",
+        "/extensions/github/webhook/?ids[]=1&q=%zz",
+        "/extensions/github/webhook/?name=\xc3\xa9t\xc3\xa9",
+    };
+    for (const auto& t : targets)
+        EXPECT_EQ(http_request("POST", "127.0.0.1", ingress, t, kBody, github_headers(kBody)).status, 202) << t;
+    ASSERT_TRUE(wait_until([&] { return us.ok().size() == targets.size(); }, 10s)) << d.log();
+    for (std::size_t i = 0; i < targets.size(); ++i) EXPECT_EQ(us.ok()[i].target, targets[i]);
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox_dead"), "0");
+}
+
 // A commit stuck behind a lock (a migration, a DBA's LOCK TABLE) is answered 503 before a provider
 // gives up on the request (GitHub: 10 s), not left hanging until the lock goes.
 TEST(GithubEndToEnd, ACommitStuckBehindALockIsAnswered503InTime) {
