@@ -55,7 +55,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
     // The answer as wire bytes. Written by hand rather than through a Beast message: every
     // webhook gets one, and a fields container allocates per header.
-    static std::string to_wire(const ingress::Response& resp, unsigned version, bool keep) {
+    static std::string to_wire(const ingress::Response& resp, unsigned version, bool keep, bool head = false) {
         auto reason = bhttp::obsolete_reason(static_cast<bhttp::status>(resp.status));
         std::string out;
         out.reserve(128 + resp.content_type.size() + resp.body.size());
@@ -72,6 +72,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         // HTTP/1.1 keeps the connection unless told otherwise; HTTP/1.0 closes it unless told.
         if (version == 10 && keep) out += "Connection: keep-alive\r\n";
         if (version != 10 && !keep) out += "Connection: close\r\n";
+        // Every 405 here is a webhook path, where only POST is served (RFC 9110 §15.5.6 wants Allow).
+        if (resp.status == 405) out += "Allow: POST\r\n";
         // RFC 9110 §8.6: no Content-Length (and no content) in a 1xx, 204 or 304 answer.
         const bool bodiless = resp.status < 200 || resp.status == 204 || resp.status == 304;
         if (!bodiless) {
@@ -80,7 +82,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
             out += "\r\n";
         }
         out += "\r\n";
-        if (!bodiless) out += resp.body;
+        // A HEAD answer announces its length but carries no content (RFC 9110 §9.3.2).
+        if (!bodiless && !head) out += resp.body;
         return out;
     }
 
@@ -132,8 +135,22 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
             parser.body_limit(opts.max_body_bytes);
             parser.header_limit(static_cast<std::uint32_t>(opts.max_header_bytes));
             lowest.expires_after(opts.read_timeout);
-            auto [ec, n] = co_await bhttp::async_read(stream, buffer, parser, tuple_awaitable);
-            (void)n;
+            auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, tuple_awaitable);
+            (void)hn;
+            beast::error_code ec = hec;
+            if (!ec && !parser.is_done()) {
+                // A client that sent Expect: 100-continue waits for this before it sends the body
+                // (curl does for bodies over 1 KiB). An oversized body was refused on its header.
+                if (expects_continue(parser.get())) {
+                    static constexpr std::string_view kContinue = "HTTP/1.1 100 Continue\r\n\r\n";
+                    auto [cec, cn] = co_await asio::async_write(stream, asio::buffer(kContinue), tuple_awaitable);
+                    (void)cn;
+                    if (cec) co_return;
+                }
+                auto [bec, bn] = co_await bhttp::async_read(stream, buffer, parser, tuple_awaitable);
+                (void)bn;
+                ec = bec;
+            }
             if (ec == bhttp::error::end_of_stream || ec == asio::error::eof) co_return;
             if (ec == bhttp::error::body_limit || ec == bhttp::error::header_limit || ec == bhttp::error::bad_method ||
                 ec == bhttp::error::bad_target || ec == bhttp::error::bad_version || ec == bhttp::error::bad_field ||
@@ -165,14 +182,21 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
             auto msg = parser.release();
             bool keep = msg.keep_alive();
             unsigned version = msg.version();
+            bool head = msg.method() == bhttp::verb::head;
             auto resp = co_await answer(to_request(std::move(msg)));
             keep = keep && !stopping;
-            auto wire = to_wire(resp, version, keep);
+            auto wire = to_wire(resp, version, keep, head);
             lowest.expires_after(std::chrono::seconds(30));
             auto [wec, wn] = co_await asio::async_write(stream, asio::buffer(wire), tuple_awaitable);
             (void)wn;
             if (wec || !keep) co_return;
         }
+    }
+
+    static bool expects_continue(const bhttp::request<bhttp::string_body>& m) {
+        if (m.version() < 11) return false;
+        auto it = m.find(bhttp::field::expect);
+        return it != m.end() && beast::iequals(it->value(), "100-continue");
     }
 
     awaitable<void> session(tcp::socket sock) {

@@ -277,6 +277,38 @@ TEST_F(BadInput, BodyOverLimitSentWholeStillGets413) {
     expect_still_serving();
 }
 
+// A client that sends Expect: 100-continue (curl, for bodies over 1 KiB) waits for the 100 before
+// it sends the body; without it, it waited out its own timer or the read timeout.
+TEST_F(BadInput, ExpectContinueGets100ThenTheAnswer) {
+    RawConn c(ingress_);
+    ASSERT_TRUE(c.send(raw_request("Expect: 100-continue\r\nContent-Length: " + std::to_string(kGoodBody.size()) + "\r\n")));
+    auto end = c.read_until([](const std::string& s) { return s.find("\r\n\r\n") != std::string::npos; },
+                            Clock::now() + 500ms);
+    ASSERT_EQ(end, RawConn::End::done) << "no 100 Continue: " << c.received();
+    EXPECT_EQ(c.received(), "HTTP/1.1 100 Continue\r\n\r\n");
+    ASSERT_TRUE(c.send(kGoodBody));
+    EXPECT_EQ(c.read_until([](const std::string& s) { return s.find("HTTP/1.1 202") != std::string::npos; },
+                           Clock::now() + 3s),
+              RawConn::End::done)
+        << c.received();
+}
+
+// HEAD gets the answer's head only (RFC 9110 §9.3.2), and a 405 names what is allowed; stray body
+// bytes would be read as the start of the next answer on a kept-alive connection.
+TEST_F(BadInput, HeadAnswersCarryNoBodyAnd405NamesPost) {
+    RawConn c(ingress_);
+    ASSERT_TRUE(c.send("HEAD /extensions/github/webhook/ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+                       "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"));
+    c.read_until([](const std::string& s) { return s.find("ok\n") != std::string::npos; }, Clock::now() + 3s);
+    const auto& got = c.received();
+    EXPECT_EQ(c.status(), 405) << got;
+    EXPECT_NE(got.find("Allow: POST\r\n"), std::string::npos) << got;
+    auto second = got.find("HTTP/1.1 ", 1);
+    ASSERT_NE(second, std::string::npos) << got;
+    EXPECT_EQ(got.substr(got.find("\r\n\r\n") + 4, 9), "HTTP/1.1 ") << "the HEAD answer had a body: " << got;
+    EXPECT_EQ(got.substr(second, 15), "HTTP/1.1 200 OK") << got;
+}
+
 TEST_F(BadInput, InvalidContentLengthIs400) {
     auto before = metric(rejected("github", "malformed_request"));
     const std::vector<std::pair<std::string, std::string>> cases = {
