@@ -48,6 +48,16 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
         ingress::Request r;
         r.method = std::string(m.method_string());
         r.target = std::string(m.target());
+        // The absolute form (`POST http://host/path`, RFC 9112 §3.2.2), which a server must accept,
+        // names the same resource as its path.
+        for (std::string_view scheme : {"http://", "https://"}) {
+            if (r.target.size() > scheme.size() && beast::iequals(r.target.substr(0, scheme.size()), scheme)) {
+                auto slash = r.target.find_first_of("/?", scheme.size());
+                r.target = slash == std::string::npos ? "/" : r.target[slash] == '?' ? "/" + r.target.substr(slash)
+                                                                                        : r.target.substr(slash);
+                break;
+            }
+        }
         for (const auto& f : m) r.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
         r.body = std::move(m.body());
         return r;
@@ -180,6 +190,13 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                 co_return;
             }
             auto msg = parser.release();
+            if (msg.version() >= 11 && msg.find(bhttp::field::host) == msg.end()) {
+                // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
+                if (routes.refused) routes.refused(400, "HTTP/1.1 request without Host", std::string_view(msg.target()));
+                auto wire = to_wire({400, "bad request: no Host header\n", "text/plain"}, 11, false);
+                co_await asio::async_write(stream, asio::buffer(wire), tuple_awaitable);
+                co_return;
+            }
             bool keep = msg.keep_alive();
             unsigned version = msg.version();
             bool head = msg.method() == bhttp::verb::head;

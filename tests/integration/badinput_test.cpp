@@ -309,6 +309,25 @@ TEST_F(BadInput, HeadAnswersCarryNoBodyAnd405NamesPost) {
     EXPECT_EQ(got.substr(second, 15), "HTTP/1.1 200 OK") << got;
 }
 
+// RFC 9112 §3.2: HTTP/1.1 needs Host (400 without it); a request in absolute form is served
+// like its path.
+TEST_F(BadInput, HostIsRequiredAndTheAbsoluteFormIsServed) {
+    {
+        RawConn c(ingress_);
+        ASSERT_TRUE(c.send("POST /extensions/github/webhook/ HTTP/1.1\r\nX-GitHub-Event: issues\r\nContent-Length: " +
+                           std::to_string(kGoodBody.size()) + "\r\n\r\n" + kGoodBody));
+        c.read_response(3s);
+        EXPECT_EQ(c.status(), 400) << c.received();
+    }
+    expect_nothing_stored();
+    RawConn c(ingress_);
+    ASSERT_TRUE(c.send("POST http://127.0.0.1/extensions/github/webhook/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                       "X-GitHub-Event: issues\r\nContent-Length: " +
+                       std::to_string(kGoodBody.size()) + "\r\n\r\n" + kGoodBody));
+    c.read_response(3s);
+    EXPECT_EQ(c.status(), 202) << c.received();
+}
+
 TEST_F(BadInput, InvalidContentLengthIs400) {
     auto before = metric(rejected("github", "malformed_request"));
     const std::vector<std::pair<std::string, std::string>> cases = {
