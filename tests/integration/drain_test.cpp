@@ -138,6 +138,22 @@ TEST(Drain, ReceiverRestartCostsNoAttemptWhenSeveralIdleConnectionsAreDead) {
     EXPECT_LE(metric_value(cfg.metrics, "outboxd_deliveries_total", "outcome=\"retry\""), 0);
 }
 
+// One busy mailbox (a large GitHub organisation) drains run after run without waiting for the
+// poll interval between its runs: each finished run's lease release wakes the next claim.
+TEST(Drain, OneBusyMailboxIsNotHeldToOneRunPerPollInterval) {
+    TestDatabase db("drain_one_mailbox");
+    Receiver us;
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}}, "[drain]\npoll_interval = \"2s\"\nrows_per_mailbox = 20\n");
+    Daemon d(cfg.toml, "one_mailbox");
+    ASSERT_TRUE(d.start()) << d.log();
+    seed_rows(db, "us", 1, 400);
+    auto t0 = std::chrono::steady_clock::now();
+    ASSERT_TRUE(wait_until([&] { return us.ok().size() == 400; }, 60s)) << us.ok().size() << "\n" << d.log();
+    auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_LT(took, 10s) << "20 runs of 20 rows; one per poll interval would take 40 s";
+    EXPECT_EQ(out_of_order_mailboxes(us), 0);
+}
+
 TEST(Drain, NotifyWakesIdleDrainerWithoutPolling) {
     TestDatabase db("drain_notify");
     Receiver us;
