@@ -289,6 +289,11 @@ delivered=$(fdiv "$((c1 - c0))" "$PROBE")
 max=$(awk -v a="$accepted" -v d="$delivered" 'BEGIN { printf "%.0f", a < d ? a : d }')
 log "  probe: accepted $accepted/s, delivered $delivered/s → sustainable max $max/s"
 wait_for 300 outbox_empty || log "  backlog of the probe not drained after 300 s"
+# Each window measures half load from a clean table: without this, the first one also carried the
+# vacuum of the probe's ~140,000 dead rows and their WAL, which stalled the commits of its first
+# seconds (p99 57-266 ms against 25-30 ms in the window after it, with either binary of an A/B).
+settle() { q -c "VACUUM control_outbox" -c "CHECKPOINT" >/dev/null; }
+settle
 rate=${BENCH_E2E_RATE:-$(( max / 2 ))}
 res e2e_max "$max"; res e2e_rate_target "$rate"
 # Two open-loop windows at the same rate: the provider's pool of 64 connections (any idle one
@@ -318,6 +323,7 @@ e2e_window() {  # schedule, result prefix
   read -r h50 h99 < <(python3 "$BENCH_SRC/benchlib.py" hist "$WORK/$2.before" "$WORK/$2.after" outboxd_delivery_age_seconds 0.5 0.99)
   res "$2_hist_p50" "$h50"; res "$2_hist_p99" "$h99"
   wait_for 120 outbox_empty || log "  end-to-end backlog not drained after 120 s"
+  settle
 }
 e2e_window shared e2e
 e2e_window per-connection e2e_pc
