@@ -13,6 +13,8 @@
 #include <boost/beast/http.hpp>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 
 #include "outboxd/db/migrations.hpp"
@@ -114,8 +116,22 @@ void TestDatabase::seed_integration(std::int64_t id, const std::string& provider
     }
 }
 
+// A port for a daemon to listen on later. Not from the kernel's ephemeral range (32768-60999 here):
+// any outgoing connection made before the daemon binds could take such a port as its local one,
+// and the daemon then fails with "address already in use".
 unsigned short free_port() {
+    static std::mt19937 rng{std::random_device{}()};
+    static std::mutex mu;
+    std::lock_guard lk(mu);
     asio::io_context ioc;
+    for (int tries = 0; tries < 1000; ++tries) {
+        auto port = static_cast<unsigned short>(20000 + rng() % 12000);
+        boost::system::error_code ec;
+        tcp::acceptor a(ioc);
+        a.open(tcp::v4(), ec);
+        if (!ec) a.bind(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port), ec);
+        if (!ec) return port;
+    }
     tcp::acceptor a(ioc, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
     return a.local_endpoint().port();
 }
