@@ -1,6 +1,8 @@
 // libpq wrapper: the only file that calls PQexec*, so error handling and reconnects live here once.
 #include "outboxd/db/connection.hpp"
 
+#include <poll.h>
+
 #include <bit>
 
 #include <algorithm>
@@ -240,6 +242,15 @@ Result Connection::exec_prepared(const std::string& name, std::string_view sql, 
     return check(PQexecPrepared(conn_, name.c_str(), params.size(), params.values(), params.lengths(),
                                 params.formats(), format == ResultFormat::binary ? 1 : 0),
                  name);
+}
+
+bool Connection::alive() {
+    if (!ok()) return false;
+    // A session between statements (and not listening) is sent nothing but its end: the
+    // server's FATAL message and the close. libpq notices the close only on a later read, so
+    // anything to read at all counts as the end.
+    pollfd p{PQsocket(conn_), POLLIN, 0};
+    return ::poll(&p, 1, 0) == 0;
 }
 
 std::vector<std::string> Connection::notifications() {

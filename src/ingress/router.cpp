@@ -227,7 +227,7 @@ Routed Router::route(const Request& req) {
     }
     Prepared p;
     try {
-        if (!(*lease)->ok()) (*lease)->reset();
+        if (!(*lease)->alive()) (*lease)->reset();
         PgDirectory pg(**lease);
         std::optional<CachingDirectory> caching;
         Directory* dir = &pg;

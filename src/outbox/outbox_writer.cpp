@@ -192,7 +192,7 @@ void OutboxWriter::flush(Session& s, std::vector<Pending>& batch) {
         for (const auto& r : p.rows) metrics_.enqueued.with({r.region.value_or("none")}).inc();
     };
     try {
-        if (!s || !s->ok()) connect(s);
+        if (!s || !s->alive()) connect(s);
         std::vector<const NewRow*> all;
         for (const auto& p : batch)
             for (const auto& r : p.rows) all.push_back(&r);
@@ -228,7 +228,7 @@ void OutboxWriter::flush(Session& s, std::vector<Pending>& batch) {
         try {
             std::vector<const NewRow*> rows;
             for (const auto& r : p.rows) rows.push_back(&r);
-            if (!s || !s->ok()) connect(s);
+            if (!s || !s->alive()) connect(s);
             if (!rows.empty()) insert(s, rows);
             count_enqueued(p);
             p.done(WriteStatus::committed);

@@ -112,6 +112,28 @@ TEST(GithubEndToEnd, DatabaseDownAnswers503) {
     EXPECT_TRUE(us.requests().size() == 1u);
 }
 
+// Sessions the server ended while idle (a restart, pg_terminate_backend) are noticed before they
+// are used: the next webhook is stored, not refused on a dead connection.
+TEST(GithubEndToEnd, SessionsEndedWhileIdleCostNoWebhook) {
+    TestDatabase db("github_sessions_ended");
+    db.seed_integration(7, "github", "4242", {"us"});
+    Receiver us;
+    auto ingress = free_port(), metrics = free_port();
+    Daemon d(config_for(db, ingress, metrics, {{"us", us.url()}}), "sessions_ended");
+    ASSERT_TRUE(d.start()) << d.log();
+    for (int i = 0; i < 4; ++i)
+        ASSERT_EQ(http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody)).status, 202);
+    outboxd::db::Connection admin(conninfo("postgres"));
+    admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db.name() +
+               "' AND application_name LIKE 'outboxd-%'");
+    std::this_thread::sleep_for(200ms);  // the terminations reach the sessions
+    for (int i = 0; i < 4; ++i) {
+        auto res = http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody));
+        EXPECT_EQ(res.status, 202) << "webhook " << i << ": " << res.body;
+    }
+    EXPECT_TRUE(wait_until([&] { return us.ok().size() == 8; }, 15s)) << d.log();
+}
+
 // The query is forwarded as the provider sent it, including characters a strict URI parser
 // refuses; they were answered 202 and then dead-lettered as an unusable URL, never delivered.
 TEST(GithubEndToEnd, AQueryTheIngressAcceptsIsForwardedByteForByte) {

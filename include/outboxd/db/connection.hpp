@@ -135,6 +135,10 @@ public:
     void rollback() noexcept;
 
     bool ok() const { return conn_ && PQstatus(conn_) == CONNECTION_OK; }
+    // ok(), and the server has not ended the session meanwhile (a terminated backend, a restart):
+    // one poll, no waiting. For sessions between statements that do not LISTEN, before work whose
+    // failure would cost a client an error.
+    bool alive();
     // Reconnects (one attempt); throws Error if the server is still unreachable.
     void reset();
     int socket() const { return conn_ ? PQsocket(conn_) : -1; }
