@@ -4,9 +4,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <algorithm>
 #include <boost/asio.hpp>
-#include <cctype>
 
 #include "outboxd/ingress/parser.hpp"
 
@@ -88,11 +86,6 @@ asio::awaitable<http::OutboundResult> run_blocking(Deliverer::BlockingSender* se
 asio::awaitable<CurrentTarget> run_check(Deliverer::SendTimeCheck* check, const ClaimedRow* row) {
     co_return (*check)(*row);
 }
-bool same_name(std::string_view a, std::string_view b) {
-    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
-               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
-           });
-}
 }  // namespace
 
 asio::awaitable<Outcome> Deliverer::deliver(const ClaimedRow& row, const RetryPolicy& policy,
@@ -147,7 +140,7 @@ asio::awaitable<Outcome> Deliverer::deliver(const ClaimedRow& row, const RetryPo
         if (req && target.url) req->url = *target.url;
         if (req && target.header) {
             for (const auto& h : row.headers)
-                if (!same_name(h.first, target.header->first)) current_headers.push_back(h);
+                if (!ingress::same_header_name(h.first, target.header->first)) current_headers.push_back(h);
             current_headers.push_back(*target.header);
             req->stored_headers = &current_headers;
         }

@@ -278,8 +278,9 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         std::lock_guard lk(mu);
         auto it = idle.find(key);
         if (it == idle.end()) return nullptr;
-        drop_expired(it->second, expired);
-        const auto quiet = std::chrono::steady_clock::now() - std::chrono::seconds(1);
+        const auto now = std::chrono::steady_clock::now();
+        drop_expired(it->second, now, expired);
+        const auto quiet = now - std::chrono::seconds(1);
         while (!it->second.empty()) {
             auto c = std::move(it->second.back());
             it->second.pop_back();
@@ -302,12 +303,14 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         std::deque<std::unique_ptr<Connection>> expired;
         std::lock_guard lk(mu);
         auto& q = idle[key];
-        drop_expired(q, expired);
-        c->idle_since = std::chrono::steady_clock::now();
+        const auto now = std::chrono::steady_clock::now();
+        drop_expired(q, now, expired);
+        c->idle_since = now;
         if (q.size() < opts.max_idle_per_destination) q.push_back(std::move(c));
     }
-    void drop_expired(std::deque<std::unique_ptr<Connection>>& q, std::deque<std::unique_ptr<Connection>>& out) {
-        const auto limit = std::chrono::steady_clock::now() - opts.max_idle_time;
+    void drop_expired(std::deque<std::unique_ptr<Connection>>& q, std::chrono::steady_clock::time_point now,
+                      std::deque<std::unique_ptr<Connection>>& out) {
+        const auto limit = now - opts.max_idle_time;
         while (!q.empty() && q.front()->idle_since < limit) {
             out.push_back(std::move(q.front()));
             q.pop_front();

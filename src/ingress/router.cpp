@@ -110,33 +110,37 @@ void Router::stored(Routed& out, outbox::WriteStatus status) {
     out.reason = "db_error";
 }
 
-std::string provider_label(std::string_view target) {
-    auto path = target.substr(0, target.find('?'));
-    if (path.substr(0, kPrefix.size()) != kPrefix) return "unknown";
+namespace {
+// /extensions/{provider}/{sub}: the provider it names (`-` read as `_`; null when unknown) and the
+// rest of the path. False when the path is not under /extensions/ at all.
+bool split_extension_path(std::string_view path, const Provider*& provider, std::string_view& sub) {
+    if (path.substr(0, kPrefix.size()) != kPrefix) return false;
     auto rest = path.substr(kPrefix.size());
-    std::string name(rest.substr(0, rest.find('/')));
+    auto slash = rest.find('/');
+    std::string name(rest.substr(0, slash));
     for (auto& c : name)
         if (c == '-') c = '_';
-    const Provider* p = find_provider(name);
+    provider = find_provider(name);
+    sub = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
+    return true;
+}
+}  // namespace
+
+std::string provider_label(std::string_view target) {
+    const Provider* p = nullptr;
+    std::string_view sub;
+    split_extension_path(target.substr(0, target.find('?')), p, sub);
     return p ? std::string(p->name) : "unknown";
 }
 
 std::optional<Routed> Router::precheck(const Request& req, Target& t) {
     Routed out;
     out.provider = "unknown";
-    auto path = req.path();
-    if (path.substr(0, kPrefix.size()) != kPrefix) {
+    if (!split_extension_path(req.path(), t.provider, t.sub)) {
         out.response = not_found().response;
         out.reason = "not_found";
         return out;
     }
-    auto rest = path.substr(kPrefix.size());
-    auto slash = rest.find('/');
-    std::string name(rest.substr(0, slash));
-    t.sub = slash == std::string_view::npos ? std::string_view{} : rest.substr(slash + 1);
-    for (auto& c : name)
-        if (c == '-') c = '_';
-    t.provider = find_provider(name);
     if (!t.provider) {
         out.response = not_found().response;
         out.reason = "unknown_provider";

@@ -31,6 +31,23 @@ std::vector<std::pair<std::string, std::string>> github_headers(const std::strin
             {"X-Hub-Signature-256", "sha256=" + outboxd::ingress::hmac_sha256_hex("gh-secret", body)}};
 }
 
+// Posts the signed issues webhook of kBody to `target` on the ingress.
+HttpResult post_webhook(unsigned short ingress, const std::string& target = "/extensions/github/webhook/") {
+    return http_request("POST", "127.0.0.1", ingress, target, kBody, github_headers(kBody));
+}
+
+// Integration 7 (installation 4242) in region "us", its receiver, and a daemon not yet started.
+struct OneRegion {
+    explicit OneRegion(const std::string& name)
+        : db("github_" + name), d(config_for(db, ingress, metrics, {{"us", us.url()}}), name) {
+        db.seed_integration(7, "github", "4242", {"us"});
+    }
+    TestDatabase db;
+    Receiver us;
+    unsigned short ingress = free_port(), metrics = free_port();
+    Daemon d;
+};
+
 }  // namespace
 
 TEST(GithubEndToEnd, EachRegionGetsOneByteExactCopy) {
@@ -74,7 +91,7 @@ TEST(GithubEndToEnd, FailedInsertAnswers5xxAndForwardsNothing) {
     auto ingress = free_port(), metrics = free_port();
     Daemon d(config_for(db, ingress, metrics, {{"us", us.url()}}), "commit");
     ASSERT_TRUE(d.start()) << d.log();
-    auto res = http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody));
+    auto res = post_webhook(ingress);
     EXPECT_GE(res.status, 500);
     EXPECT_LT(res.status, 600);
     std::this_thread::sleep_for(500ms);  // give a (wrong) drainer time to forward something
@@ -82,16 +99,13 @@ TEST(GithubEndToEnd, FailedInsertAnswers5xxAndForwardsNothing) {
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox"), "0");
     // Once the fault is gone the same webhook is accepted: the daemon kept serving.
     db.sql("DROP TRIGGER refuse ON control_outbox");
-    EXPECT_EQ(http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody)).status, 202);
+    EXPECT_EQ(post_webhook(ingress).status, 202);
     EXPECT_TRUE(wait_until([&] { return us.ok().size() == 1; }, 10s));
 }
 
 TEST(GithubEndToEnd, DatabaseDownAnswers503) {
-    TestDatabase db("github_db_down");
-    db.seed_integration(7, "github", "4242", {"us"});
-    Receiver us;
-    auto ingress = free_port(), metrics = free_port();
-    Daemon d(config_for(db, ingress, metrics, {{"us", us.url()}}), "dbdown");
+    OneRegion setup("db_down");
+    auto& [db, us, ingress, metrics, d] = setup;
     ASSERT_TRUE(d.start()) << d.log();
     // Cut every session of this database: the writer's and lookups' connections are gone.
     outboxd::db::Connection admin(conninfo("postgres"));
@@ -99,14 +113,14 @@ TEST(GithubEndToEnd, DatabaseDownAnswers503) {
     admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db.name() + "'");
     // Every request gets its 503, those that find a pooled connection dead and those that must dial one.
     for (int i = 0; i < 12; ++i) {
-        auto res = http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody));
+        auto res = post_webhook(ingress);
         EXPECT_EQ(res.status, 503) << "request " << i << ": " << res.body;
     }
     EXPECT_TRUE(d.running()) << "a database outage never stops the daemon";
     admin.exec("ALTER DATABASE " + db.name() + " ALLOW_CONNECTIONS true");
     db.conn().reset();
     EXPECT_TRUE(wait_until([&] {
-        return http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody)).status == 202;
+        return post_webhook(ingress).status == 202;
     }, 15s)) << d.log();
     EXPECT_TRUE(wait_until([&] { return us.ok().size() == 1; }, 15s)) << d.log();
     EXPECT_TRUE(us.requests().size() == 1u);
@@ -115,20 +129,17 @@ TEST(GithubEndToEnd, DatabaseDownAnswers503) {
 // Sessions the server ended while idle (a restart, pg_terminate_backend) are noticed before they
 // are used: the next webhook is stored, not refused on a dead connection.
 TEST(GithubEndToEnd, SessionsEndedWhileIdleCostNoWebhook) {
-    TestDatabase db("github_sessions_ended");
-    db.seed_integration(7, "github", "4242", {"us"});
-    Receiver us;
-    auto ingress = free_port(), metrics = free_port();
-    Daemon d(config_for(db, ingress, metrics, {{"us", us.url()}}), "sessions_ended");
+    OneRegion setup("sessions_ended");
+    auto& [db, us, ingress, metrics, d] = setup;
     ASSERT_TRUE(d.start()) << d.log();
     for (int i = 0; i < 4; ++i)
-        ASSERT_EQ(http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody)).status, 202);
+        ASSERT_EQ(post_webhook(ingress).status, 202);
     outboxd::db::Connection admin(conninfo("postgres"));
     admin.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db.name() +
                "' AND application_name LIKE 'outboxd-%'");
     std::this_thread::sleep_for(200ms);  // the terminations reach the sessions
     for (int i = 0; i < 4; ++i) {
-        auto res = http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody));
+        auto res = post_webhook(ingress);
         EXPECT_EQ(res.status, 202) << "webhook " << i << ": " << res.body;
     }
     EXPECT_TRUE(wait_until([&] { return us.ok().size() == 8; }, 15s)) << d.log();
@@ -137,11 +148,8 @@ TEST(GithubEndToEnd, SessionsEndedWhileIdleCostNoWebhook) {
 // The query is forwarded as the provider sent it, including characters a strict URI parser
 // refuses; they were answered 202 and then dead-lettered as an unusable URL, never delivered.
 TEST(GithubEndToEnd, AQueryTheIngressAcceptsIsForwardedByteForByte) {
-    TestDatabase db("github_query");
-    db.seed_integration(7, "github", "4242", {"us"});
-    Receiver us;
-    auto ingress = free_port(), metrics = free_port();
-    Daemon d(config_for(db, ingress, metrics, {{"us", us.url()}}), "query");
+    OneRegion setup("query");
+    auto& [db, us, ingress, metrics, d] = setup;
     ASSERT_TRUE(d.start()) << d.log();
     const std::vector<std::string> targets = {
         "/extensions/github/webhook/?a=x|y&b={z}&c=^",
@@ -149,7 +157,7 @@ TEST(GithubEndToEnd, AQueryTheIngressAcceptsIsForwardedByteForByte) {
         "/extensions/github/webhook/?name=\xc3\xa9t\xc3\xa9",
     };
     for (const auto& t : targets)
-        EXPECT_EQ(http_request("POST", "127.0.0.1", ingress, t, kBody, github_headers(kBody)).status, 202) << t;
+        EXPECT_EQ(post_webhook(ingress, t).status, 202) << t;
     ASSERT_TRUE(wait_until([&] { return us.ok().size() == targets.size(); }, 10s)) << d.log();
     for (std::size_t i = 0; i < targets.size(); ++i) EXPECT_EQ(us.ok()[i].target, targets[i]);
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox_dead"), "0");
@@ -158,23 +166,20 @@ TEST(GithubEndToEnd, AQueryTheIngressAcceptsIsForwardedByteForByte) {
 // A commit stuck behind a lock (a migration, a DBA's LOCK TABLE) is answered 503 before a provider
 // gives up on the request (GitHub: 10 s), not left hanging until the lock goes.
 TEST(GithubEndToEnd, ACommitStuckBehindALockIsAnswered503InTime) {
-    TestDatabase db("github_locked");
-    db.seed_integration(7, "github", "4242", {"us"});
-    Receiver us;
-    auto ingress = free_port(), metrics = free_port();
-    Daemon d(config_for(db, ingress, metrics, {{"us", us.url()}}), "locked");
+    OneRegion setup("locked");
+    auto& [db, us, ingress, metrics, d] = setup;
     ASSERT_TRUE(d.start()) << d.log();
-    ASSERT_EQ(http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody)).status, 202);
+    ASSERT_EQ(post_webhook(ingress).status, 202);
     outboxd::db::Connection locker(db.url());
     locker.exec("BEGIN");
     locker.exec("LOCK TABLE control_outbox IN EXCLUSIVE MODE");
     auto t0 = std::chrono::steady_clock::now();
-    auto res = http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody));
+    auto res = post_webhook(ingress);
     auto took = std::chrono::steady_clock::now() - t0;
     EXPECT_EQ(res.status, 503) << res.body;
     EXPECT_LT(took, std::chrono::seconds(8));
     locker.exec("ROLLBACK");
-    EXPECT_EQ(http_request("POST", "127.0.0.1", ingress, "/extensions/github/webhook/", kBody, github_headers(kBody)).status, 202);
+    EXPECT_EQ(post_webhook(ingress).status, 202);
     EXPECT_TRUE(wait_until([&] { return us.ok().size() == 2; }, 10s)) << "the two accepted webhooks, not the refused one";
     EXPECT_EQ(us.ok().size(), 2u);
 }

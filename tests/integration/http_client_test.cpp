@@ -20,18 +20,24 @@ using namespace std::chrono_literals;
 namespace http = outboxd::http;
 
 namespace {
-http::OutboundResult send_one(boost::asio::io_context& ioc, http::Client& client, const std::string& url) {
-    http::OutboundRequest req;
-    req.url = url + "/hook";
-    req.body = "{}";
-    req.timeout = 5s;
+// Runs one request on `ioc` to completion.
+http::OutboundResult run(boost::asio::io_context& ioc, http::Client& client, http::OutboundRequest req) {
     std::optional<http::OutboundResult> out;
-    boost::asio::co_spawn(ioc, client.send(req), [&](std::exception_ptr e, http::OutboundResult r) {
+    boost::asio::co_spawn(ioc, client.send(std::move(req)), [&](std::exception_ptr e, http::OutboundResult r) {
         if (!e) out = std::move(r);
     });
     ioc.restart();
     ioc.run();
     return out.value_or(http::OutboundResult{});
+}
+
+http::OutboundResult send_one(boost::asio::io_context& ioc, http::Client& client, const std::string& url,
+                              std::string body = "{}") {
+    http::OutboundRequest req;
+    req.url = url + "/hook";
+    req.body = std::move(body);
+    req.timeout = 3s;
+    return run(ioc, client, std::move(req));
 }
 }  // namespace
 
@@ -134,20 +140,6 @@ void write_all(int fd, const std::string& s) {
     }
 }
 
-http::OutboundResult send_body(boost::asio::io_context& ioc, http::Client& client, const std::string& url,
-                               std::string body) {
-    http::OutboundRequest req;
-    req.url = url + "/hook";
-    req.body = std::move(body);
-    req.timeout = 3s;
-    std::optional<http::OutboundResult> out;
-    boost::asio::co_spawn(ioc, client.send(req), [&](std::exception_ptr e, http::OutboundResult r) {
-        if (!e) out = std::move(r);
-    });
-    ioc.restart();
-    ioc.run();
-    return out.value_or(http::OutboundResult{});
-}
 
 }  // namespace
 
@@ -164,10 +156,10 @@ TEST(HttpClient, InterimAnswersAreSkippedAndNeverPairedWithTheNextRequest) {
     });
     boost::asio::io_context ioc;
     http::Client client(ioc, {});
-    auto first = send_body(ioc, client, server.url(), "{}");
+    auto first = send_one(ioc, client, server.url(), "{}");
     EXPECT_EQ(first.status, 200) << first.error;
     EXPECT_EQ(first.body_head, "ok");
-    auto second = send_body(ioc, client, server.url(), "{}");
+    auto second = send_one(ioc, client, server.url(), "{}");
     EXPECT_EQ(second.status, 503) << second.error;
     EXPECT_TRUE(second.reused_connection);
     EXPECT_EQ(server.connections(), 1);
@@ -191,12 +183,12 @@ TEST(HttpClient, AnAnswerWithAHugeBodyCountsByItsStatus) {
     });
     boost::asio::io_context ioc;
     http::Client client(ioc, {});
-    auto announced = send_body(ioc, client, server.url(), "{}");
+    auto announced = send_one(ioc, client, server.url(), "{}");
     EXPECT_EQ(announced.status, 200) << announced.error;
-    auto endless = send_body(ioc, client, server.url(), "{}");
+    auto endless = send_one(ioc, client, server.url(), "{}");
     EXPECT_EQ(endless.status, 202) << endless.error;
     EXPECT_EQ(endless.body_head.size(), 1024u);
-    auto next = send_body(ioc, client, server.url(), "{}");
+    auto next = send_one(ioc, client, server.url(), "{}");
     EXPECT_EQ(next.status, 404);
     EXPECT_EQ(server.connections(), 3) << "neither connection was pooled with a body half read";
 }
@@ -213,7 +205,7 @@ TEST(HttpClient, AnEarlyAnswerToALargeBodyIsRead) {
     });
     boost::asio::io_context ioc;
     http::Client client(ioc, {});
-    auto r = send_body(ioc, client, server.url(), std::string(16 << 20, 'b'));
+    auto r = send_one(ioc, client, server.url(), std::string(16 << 20, 'b'));
     EXPECT_EQ(r.status, 413) << r.error;
     EXPECT_EQ(r.body_head, "too big\n");
 }
@@ -235,9 +227,9 @@ TEST(HttpClient, ARestedConnectionThePeerClosedIsNotWrittenTo) {
     });
     boost::asio::io_context ioc;
     http::Client client(ioc, {});
-    ASSERT_EQ(send_body(ioc, client, server.url(), "{}").status, 200);
+    ASSERT_EQ(send_one(ioc, client, server.url(), "{}").status, 200);
     std::this_thread::sleep_for(1500ms);  // the rest under test
-    auto r = send_body(ioc, client, server.url(), "{}");
+    auto r = send_one(ioc, client, server.url(), "{}");
     EXPECT_EQ(r.status, 200) << r.error;
     EXPECT_FALSE(r.reused_connection);
     EXPECT_EQ(server.connections(), 2);
@@ -258,22 +250,16 @@ TEST(HttpClient, OneDeadlineCoversTheWholeAttempt) {
     });
     boost::asio::io_context ioc;
     http::Client client(ioc, {});
-    ASSERT_EQ(send_body(ioc, client, server.url(), "{}").status, 200);
+    ASSERT_EQ(send_one(ioc, client, server.url(), "{}").status, 200);
     http::OutboundRequest req;
     req.url = server.url() + "/hook";
     req.body = "{}";
     req.timeout = 2s;
-    std::optional<http::OutboundResult> out;
     auto t0 = std::chrono::steady_clock::now();
-    boost::asio::co_spawn(ioc, client.send(req), [&](std::exception_ptr e, http::OutboundResult r) {
-        if (!e) out = std::move(r);
-    });
-    ioc.restart();
-    ioc.run();
+    auto out = run(ioc, client, req);
     auto took = std::chrono::steady_clock::now() - t0;
-    ASSERT_TRUE(out);
-    EXPECT_EQ(out->status, 0);
-    EXPECT_EQ(out->failure, http::FailureKind::timeout) << out->error;
+    EXPECT_EQ(out.status, 0);
+    EXPECT_EQ(out.failure, http::FailureKind::timeout) << out.error;
     EXPECT_LT(took, 2500ms) << "1.2 s on the first connection and 2 s more on the second before";
 }
 
@@ -289,15 +275,9 @@ TEST(HttpClient, PooledConnectionsNeverBypassThePrivateAddressGuard) {
     app.url = r.url() + "/app-hook";
     app.body = "{}";
     app.allow_private = false;
-    std::optional<http::OutboundResult> out;
-    boost::asio::co_spawn(ioc, client.send(app), [&](std::exception_ptr e, http::OutboundResult res) {
-        if (!e) out = std::move(res);
-    });
-    ioc.restart();
-    ioc.run();
-    ASSERT_TRUE(out);
-    EXPECT_EQ(out->status, 0);
-    EXPECT_EQ(out->failure, http::FailureKind::refused_address) << out->error;
+    auto out = run(ioc, client, app);
+    EXPECT_EQ(out.status, 0);
+    EXPECT_EQ(out.failure, http::FailureKind::refused_address) << out.error;
     EXPECT_EQ(r.requests().size(), 1u) << "the app request reached the loopback receiver";
     EXPECT_EQ(send_one(ioc, client, r.url()).status, 200) << "region deliveries still reuse their connection";
     EXPECT_EQ(r.connections(), 1u);
