@@ -375,7 +375,7 @@ TEST(AppSql, WorkflowNotificationActor) {
 
 // ------------------------------------------------------------------------------ request log, counters
 
-TEST(AppLog, RequestLogKeepsTheNewest100) {
+TEST(AppLog, RequestAndErrorLogsKeepTheNewest100PerEvent) {
     TestDatabase db("apps_log_trim");
     seed_app(db, "http://app.example/hook", "{issue.created,issue.assigned}");
     auto created = send_many(db, "issue.created", 250);
@@ -424,6 +424,19 @@ TEST(AppLog, RequestLogKeepsTheNewest100) {
     EXPECT_EQ(r.text(0, 0), "135");
     EXPECT_EQ(r.text(0, 1), "120");
     EXPECT_EQ(r.text(0, 2), "0");
+
+    // Errors are kept per event too: a rare event's failures are not pushed out by a noisy one's,
+    // nor do they push the noisy one's out.
+    auto rare = send_many(db, "issue.assigned", 3);
+    record(outcomes(rare, "dead", 404));
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM sentry_app_webhook_error WHERE event = 'issue.assigned'"), "3");
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM sentry_app_webhook_error WHERE event = 'issue.created'"), "100");
+    record(outcomes(std::vector<std::int64_t>(bad.begin(), bad.begin() + 50), "retry", 503));
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM sentry_app_webhook_error WHERE event = 'issue.assigned'"), "3")
+        << "a noisy event's new errors leave the rare event's alone";
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM sentry_app_webhook_error WHERE event = 'issue.created' AND status = 503"),
+              "50");
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM sentry_app_webhook_error WHERE event = 'issue.created'"), "100");
 }
 
 TEST(AppLog, HealthCountersClassifyOutcomes) {
