@@ -165,6 +165,52 @@ TEST(HttpClient, InterimAnswersAreSkippedAndNeverPairedWithTheNextRequest) {
     EXPECT_EQ(server.connections(), 1);
 }
 
+// Answers whose body came with the header are parsed from what is buffered; every framing must
+// still end where the answer ends: chunked, split over two writes, delimited by the close, and
+// followed by bytes nobody asked for (that connection is not reused).
+TEST(HttpClient, EveryBodyFramingEndsWhereTheAnswerEnds) {
+    ScriptedServer server([](int fd, int index) {
+        if (index == 0) {
+            if (read_request(fd)) write_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n3\r\n!!!\r\n0\r\n\r\n");
+            if (read_request(fd)) {
+                write_all(fd, "HTTP/1.1 201 Created\r\nContent-Length: 10\r\n\r\nhello");
+                std::this_thread::sleep_for(50ms);  // the rest of the body in a second segment
+                write_all(fd, "world");
+            }
+            if (read_request(fd)) write_all(fd, "HTTP/1.1 202 Accepted\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\n\r\n");
+            if (read_request(fd)) write_all(fd, "HTTP/1.1 500 Oops\r\nContent-Length: 0\r\n\r\n");
+        } else if (index == 1) {
+            if (read_request(fd)) write_all(fd, "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+            if (read_request(fd)) write_all(fd, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil the end");
+        } else {
+            if (read_request(fd)) write_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
+        }
+        ::close(fd);
+    });
+    boost::asio::io_context ioc;
+    http::Client client(ioc, {});
+    auto chunked = send_one(ioc, client, server.url());
+    EXPECT_EQ(chunked.status, 200) << chunked.error;
+    EXPECT_EQ(chunked.body_head, "ok!!!");
+    auto split = send_one(ioc, client, server.url());
+    EXPECT_EQ(split.status, 201) << split.error;
+    EXPECT_EQ(split.body_head, "helloworld");
+    EXPECT_TRUE(split.reused_connection);
+    auto trailing = send_one(ioc, client, server.url());
+    EXPECT_EQ(trailing.status, 202) << trailing.error;
+    EXPECT_EQ(trailing.body_head, "ok");
+    auto fresh = send_one(ioc, client, server.url());
+    EXPECT_EQ(fresh.status, 204) << "the bytes after the 202 were not read as this answer";
+    EXPECT_FALSE(fresh.reused_connection);
+    auto to_close = send_one(ioc, client, server.url());
+    EXPECT_EQ(to_close.status, 200) << to_close.error;
+    EXPECT_EQ(to_close.body_head, "until the end");
+    auto bad = send_one(ioc, client, server.url());
+    EXPECT_EQ(bad.status, 0) << "a malformed chunk is a protocol failure, not an answer";
+    EXPECT_EQ(bad.failure, http::FailureKind::protocol);
+    EXPECT_EQ(server.connections(), 3);
+}
+
 // The status decides; the body is only logged. A 2xx whose body is over max_response_bytes is
 // delivered (not retried, which delivered it again), and its connection is not reused.
 TEST(HttpClient, AnAnswerWithAHugeBodyCountsByItsStatus) {
