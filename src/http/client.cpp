@@ -13,6 +13,8 @@
 // with a reason) is logged on change only.
 #include "outboxd/http/client.hpp"
 
+#include "buffered_body.hpp"
+
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -446,19 +448,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             auto length = parser.content_length();
             if (length && *length > opts.max_response_bytes) co_return std::pair{beast::error_code{}, false};
             parser.body_limit(opts.max_response_bytes);
-            beast::error_code bec;
-            // A small body usually came in the same segment as the header: parse what is already
-            // buffered in place. A second asynchronous read would cost every delivery a trip
-            // through the scheduler (Beast completes even a read it can satisfy by posting).
-            while (!parser.is_done() && c.buffer.size() > 0) {
-                auto used = parser.put(c.buffer.data(), bec);
-                c.buffer.consume(used);
-                if (bec == bhttp::error::need_more) {
-                    bec = {};
-                    break;
-                }
-                if (bec || used == 0) break;
-            }
+            beast::error_code bec = parse_buffered_body(parser, c.buffer);
             if (!bec && !parser.is_done()) {  // an empty body is complete with the header
                 auto [e, bn] = co_await bhttp::async_read(s, c.buffer, parser, tuple_awaitable);
                 (void)bn;

@@ -3,6 +3,8 @@
 // a slowloris client only costs its own coroutine.
 #include "outboxd/http/server.hpp"
 
+#include "buffered_body.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <boost/asio.hpp>
@@ -148,6 +150,7 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
             auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, tuple_awaitable);
             (void)hn;
             beast::error_code ec = hec;
+            if (!ec) ec = parse_buffered_body(parser, buffer);
             if (!ec && !parser.is_done()) {
                 // A client that sent Expect: 100-continue waits for this before it sends the body
                 // (curl does for bodies over 1 KiB). An oversized body was refused on its header.

@@ -24,6 +24,13 @@ void DirectoryCache::store(std::map<K, Entry<V>>& m, std::uint64_t gen, const K&
     // Checked under the lock that invalidate() takes after bumping the generation: a store either
     // lands before the clear (and is cleared) or sees the new generation (and is dropped).
     if (gen != generation_.load()) return;
+    // Lookups of keys that do not exist are cached too, and anyone can send those: without a bound
+    // the maps would grow with every made-up installation id until the next directory change.
+    if (m.size() >= kMaxEntriesPerMap && !m.contains(k)) {
+        auto now = Clock::now();
+        std::erase_if(m, [now](const auto& kv) { return kv.second.expires <= now; });
+        if (m.size() >= kMaxEntriesPerMap) m.clear();  // every entry fresh: start over, they come back as used
+    }
     std::uniform_int_distribution<std::chrono::milliseconds::rep> shorten(0, ttl_.count() / 2);
     auto life = ttl_ - std::chrono::milliseconds(shorten(rng_));
     m.insert_or_assign(k, Entry<V>{v, Clock::now() + life});
@@ -63,6 +70,11 @@ void DirectoryCache::store_organization_region(std::uint64_t gen, std::int64_t o
 void DirectoryCache::store_active_regions(std::uint64_t gen, std::int64_t integration_id,
                                           const std::vector<std::string>& value) {
     store(active_regions_, gen, integration_id, value);
+}
+
+std::size_t DirectoryCache::size() const {
+    std::lock_guard lk(mu_);
+    return by_external_id_.size() + by_id_.size() + org_region_.size() + active_regions_.size();
 }
 
 void DirectoryCache::invalidate(bool usable) {

@@ -109,4 +109,25 @@ std::vector<std::pair<std::string, std::string>> parse_query(std::string_view q,
     return out;
 }
 
+bool valid_utf8(std::string_view s) {
+    static constexpr char32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+    std::size_t i = 0;
+    while (i < s.size()) {
+        auto c = static_cast<unsigned char>(s[i]);
+        std::size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+        if (n == 0 || i + n > s.size()) return false;
+        char32_t cp = n == 1 ? c : c & (0x7F >> n);
+        for (std::size_t k = 1; k < n; ++k) {
+            auto cc = static_cast<unsigned char>(s[i + k]);
+            if ((cc >> 6) != 2) return false;
+            cp = (cp << 6) | (cc & 0x3F);
+        }
+        if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
+        i += n;
+    }
+    return true;
+}
+
+bool storable_text(std::string_view s) { return s.find('\0') == std::string_view::npos && valid_utf8(s); }
+
 }  // namespace outboxd::ingress

@@ -33,6 +33,10 @@ std::optional<Integration> from_row(const db::Result& r) {
 
 std::optional<Integration> PgDirectory::integration_by_external_id(const std::string& provider,
                                                                    const std::string& external_id) {
+    // A key no integration can have, not a question for the database: a decoded form field or a
+    // JSON string may hold any bytes, and PostgreSQL would refuse invalid UTF-8 (a 503 the
+    // provider retries forever) or match a NUL-truncated prefix (another integration).
+    if (!storable_text(external_id)) return std::nullopt;
     return from_row(conn_.exec_prepared("integration_by_external_id", kByExternalId, db::Params(provider, external_id)));
 }
 

@@ -10,26 +10,6 @@ namespace outboxd::ingress {
 namespace {
 constexpr std::string_view kPrefix = "/extensions/";
 
-// UTF-8 as PostgreSQL accepts it in text and jsonb: no overlong forms, no surrogates, nothing past
-// U+10FFFF. What passes here must not fail the insert (that answers 503, and the provider retries).
-bool valid_utf8(std::string_view s) {
-    static constexpr char32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-    std::size_t i = 0;
-    while (i < s.size()) {
-        auto c = static_cast<unsigned char>(s[i]);
-        std::size_t n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
-        if (n == 0 || i + n > s.size()) return false;
-        char32_t cp = n == 1 ? c : c & (0x7F >> n);
-        for (std::size_t k = 1; k < n; ++k) {
-            auto cc = static_cast<unsigned char>(s[i + k]);
-            if ((cc >> 6) != 2) return false;
-            cp = (cp << 6) | (cc & 0x3F);
-        }
-        if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return false;
-        i += n;
-    }
-    return true;
-}
 }  // namespace
 
 void Router::finish(std::string_view path, const Routed& out, std::chrono::steady_clock::time_point t0) {

@@ -470,6 +470,27 @@ TEST_F(BadInput, UnknownIntegrationIs400) {
     expect_still_serving();
 }
 
+// Lookup keys come from decoded forms and JSON strings and may hold any bytes. One PostgreSQL
+// cannot hold is a key no integration has: 400, not a 503 the provider retries for ever (invalid
+// UTF-8) and not another integration's webhook (a NUL cut the key short on its way to libpq).
+TEST_F(BadInput, KeysNoIntegrationCanHaveAre400) {
+    db_->seed_integration(8, "slack", "T123", {"us"});
+    const Headers form = {{"Content-Type", "application/x-www-form-urlencoded"}};
+    for (const std::string body : {"team_id=%FF&command=%2Fsentry", "team_id=%C3%28", "team_id=T123%00x"}) {
+        SCOPED_TRACE(body);
+        auto res = post("/extensions/slack/commands/", body, form);
+        EXPECT_EQ(res.status, 400) << res.body;
+    }
+    auto res = post("/extensions/github/webhook/", R"({"installation":{"id":"4242\u0000x"}})");
+    EXPECT_EQ(res.status, 400) << res.body;
+    EXPECT_EQ(metric(rejected("slack", "no_integration")), 3);
+    EXPECT_EQ(metric(rejected("github", "no_integration")), 1);
+    EXPECT_EQ(metric("outboxd_db_errors_total{component=\"ingress\"}"), 0) << daemon_->log();
+    expect_nothing_stored();
+    EXPECT_EQ(post("/extensions/slack/commands/", "team_id=T123&command=%2Fsentry", form).status, 202)
+        << "the real team still gets through";
+}
+
 TEST_F(BadInput, DisabledIntegrationIs400) {
     db_->sql("UPDATE integration SET status = 'disabled' WHERE id = 7");
     auto res = post("/extensions/github/webhook/", kGoodBody);

@@ -88,6 +88,22 @@ TEST(DirectoryCache, EntriesExpire) {
     EXPECT_FALSE(cache.active_regions(1));
 }
 
+// Anyone can send made-up installation or team ids, and "no such integration" is cached too:
+// the cache stays bounded whatever comes, and keeps serving.
+TEST(DirectoryCache, MadeUpKeysDoNotGrowItWithoutBound) {
+    DirectoryCache cache(1h);
+    cache.invalidate(true);
+    const auto n = DirectoryCache::kMaxEntriesPerMap * 3;
+    for (std::size_t i = 0; i < n; ++i)
+        cache.store_integration(cache.generation(), "github", "unknown-" + std::to_string(i), std::nullopt);
+    EXPECT_LE(cache.size(), DirectoryCache::kMaxEntriesPerMap);
+    EXPECT_GT(cache.size(), 0u);
+    ASSERT_TRUE(cache.integration_by_external_id("github", "unknown-" + std::to_string(n - 1)))
+        << "the newest answer is served";
+    cache.store_integration(cache.generation(), "github", "10", integration(1));
+    ASSERT_TRUE(cache.integration_by_external_id("github", "10"));
+}
+
 TEST(DirectoryCache, ZeroTtlTurnsItOff) {
     DirectoryCache cache(0ms);
     cache.invalidate(true);

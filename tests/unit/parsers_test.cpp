@@ -82,6 +82,7 @@ void populate(MemoryDirectory& d) {
     d.add(10, "gitlab", std::string(kGitlabExternal), "active", {{"webhook_secret", "gl-secret"}});
     d.add(11, "gitlab", "gitlab.example.com:legacy", "active", {});
     d.add(12, "gitlab", "gitlab.example.com:off", "disabled", {{"webhook_secret", "gl-secret"}});
+    d.add(13, "gitlab", "gitlab.example.com:numeric", "active", {{"webhook_secret", 12345}});
     d.add(20, "slack", std::string(kSlackTeam));
     d.add(21, "slack", "TDISABLED", "disabled");
     d.add(30, "jira", std::string(kJiraClient), "active", {{"shared_secret", kJiraSecret}});
@@ -311,6 +312,25 @@ std::vector<Case> github_cases() {
         refused("github_disabled_installation",
                 post("/extensions/github/webhook/", R"({"installation":{"id":999}})"), 400, "no_integration"),
         refused("github_bad_json", post("/extensions/github/webhook/", "{not json"), 400, "bad_json"),
+        // Valid JSON as RFC 8259 and Python read it: deeper than Boost's default 32 levels, a lone
+        // escaped surrogate.
+        stored("github_deeply_nested_body",
+               post("/extensions/github/webhook/",
+                    R"({"installation":{"id":2311213},"deep":)" + std::string(200, '[') + std::string(200, ']') + "}"),
+               "github:1"),
+        stored("github_lone_surrogate_escape",
+               post("/extensions/github/webhook/", R"({"installation":{"id":2311213},"title":"\ud83d"})"), "github:1"),
+        stored("github_lone_low_surrogate_and_a_pair",
+               post("/extensions/github/webhook/",
+                    R"({"installation":{"id":2311213},"a":"\udc00x","b":"\ud83d\ude80","c":"\ud83d\u0041"})"),
+               "github:1"),
+        refused("github_bad_escape_still_refused",
+                post("/extensions/github/webhook/", R"({"installation":{"id":2311213},"a":"\ud83d\uZZZZ"})"), 400,
+                "bad_json"),
+        refused("github_absurdly_nested_body",
+                post("/extensions/github/webhook/",
+                     R"({"installation":{"id":2311213},"deep":)" + std::string(5000, '[') + std::string(5000, ']') + "}"),
+                400, "bad_json"),
         refused("github_no_installation", post("/extensions/github/webhook/", R"({"zen":"Keep it logically awesome."})"),
                 400, "bad_shape"),
         refused("github_get", with_method("GET", post("/extensions/github/webhook/")), 405, "method_not_allowed"),
@@ -344,6 +364,8 @@ std::vector<Case> gitlab_cases() {
                 401, "bad_signature"),
         refused("gitlab_empty_secret", post(url, push, {{"X-Gitlab-Token", std::string(kGitlabExternal) + ":"}}), 401,
                 "bad_signature"),
+        refused("gitlab_secret_stored_as_a_number_is_not_skipped",
+                post(url, push, {{"X-Gitlab-Token", "gitlab.example.com:numeric:anything"}}), 401, "bad_signature"),
         refused("gitlab_missing_token", post(url, push, {{"X-Gitlab-Event", "Push Hook"}}), 400, "missing_token"),
         refused("gitlab_two_parts", post(url, push, {{"X-Gitlab-Token", "gitlab.example.com:acme"}}), 400, "bad_token"),
         refused("gitlab_four_parts", post(url, push, {{"X-Gitlab-Token", token + ":extra"}}), 400, "bad_token"),

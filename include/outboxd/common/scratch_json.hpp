@@ -15,9 +15,11 @@ public:
     ScratchJson() = default;
     ScratchJson(const ScratchJson&) = delete;
     ScratchJson& operator=(const ScratchJson&) = delete;
-    boost::json::value parse(std::string_view text, boost::system::error_code& ec) {
-        return boost::json::parse(text, ec, boost::json::storage_ptr(&arena_));
-    }
+    // What providers send is read as RFC 8259 and Sentry's Python parser read it: nesting deeper
+    // than Boost's default of 32 levels (up to about Python's 1,000; the parser keeps its own
+    // stack, so the bound is memory, not the thread's) and escaped lone surrogates (read as
+    // U+FFFD; the stored body keeps its bytes). Refusing either lost a webhook with a 400.
+    boost::json::value parse(std::string_view text, boost::system::error_code& ec);
 
 private:
     alignas(std::max_align_t) unsigned char first_[4096];

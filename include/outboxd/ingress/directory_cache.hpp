@@ -53,6 +53,10 @@ public:
     void invalidate(bool usable = true);
     bool enabled() const { return ttl_.count() > 0 && usable_.load(); }
 
+    // Entries per lookup kind; reaching it drops the expired ones, or all when none has expired.
+    static constexpr std::size_t kMaxEntriesPerMap = 50'000;
+    std::size_t size() const;
+
 private:
     template <class V>
     struct Entry {

@@ -29,12 +29,19 @@ struct Response {
     std::string content_type;  // empty: no Content-Type
 };
 
-// Headers worth replaying at the region: all but hop-by-hop ones, Host, Content-Length and
-// those named by Connection.
 // Header names compared as RFC 9110 says: ASCII, case-insensitively (no locale).
 bool same_header_name(std::string_view a, std::string_view b);
 
+// Headers worth replaying at the region: all but hop-by-hop ones, Host, Content-Length and
+// those named by Connection.
 Headers forwardable_headers(const Headers& in);
+
+// UTF-8 as PostgreSQL accepts it in text and jsonb: no overlong forms, no surrogates, nothing past
+// U+10FFFF. What passes here must not fail the insert (that answers 503, and the provider retries).
+bool valid_utf8(std::string_view s);
+// Text a PostgreSQL text parameter can carry as it is: valid UTF-8 without NUL (libpq sends
+// parameters as C strings, so a NUL would cut the value short and match another key).
+bool storable_text(std::string_view s);
 
 // Percent-decodes a URL component ('+' stays '+').
 std::string percent_decode(std::string_view s);

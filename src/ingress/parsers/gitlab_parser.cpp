@@ -26,9 +26,11 @@ Decision parse_gitlab(const Request& req, std::string_view subpath, Context& ctx
 
     // Integrations installed before Sentry stored a secret have none; then the token's secret
     // part is not evidence of anything and the region decides.
+    // Set means anything but null or "": a secret the product stored as a number or an object
+    // cannot be compared, and skipping the check would let any token in.
     const auto* want = integ->metadata.if_contains("webhook_secret");
-    if (want && want->is_string() && !want->as_string().empty() &&
-        !constant_time_equal(secret, std::string_view(want->as_string())))
+    bool set = want && !want->is_null() && !(want->is_string() && want->as_string().empty());
+    if (set && !(want->is_string() && constant_time_equal(secret, std::string_view(want->as_string()))))
         return Decision::reply(401, "bad_signature", "X-Gitlab-Token secret does not match\n", "text/plain");
 
     return Decision::store_for(*integ, "gitlab");
