@@ -172,6 +172,8 @@ void check_usage(const Command& cmd, const Args& a) {
         throw UsageError(std::string(cmd.name) + ": give --id ID... or --all");
     if ((cmd.flags & kTarget) && !a.mailbox == !a.region)
         throw UsageError(std::string(cmd.name) + ": give exactly one of --mailbox NAME or --region NAME");
+    if ((cmd.flags & kTarget) && ((a.mailbox && a.mailbox->empty()) || (a.region && a.region->empty())))
+        throw UsageError(std::string(cmd.name) + ": the name must not be empty");
     // Elsewhere "none" selects the rows without a region; a pause keyed by it would match no row.
     if ((cmd.flags & kTarget) && a.region && *a.region == "none")
         throw UsageError(std::string(cmd.name) +

@@ -30,6 +30,13 @@ public:
 void setup_logging(const std::string& level, const std::string& format) {
     auto logger = spdlog::stderr_logger_mt("outboxd");
     spdlog::set_default_logger(logger);
+    apply_log_settings(level, format);
+    spdlog::flush_on(spdlog::level::info);
+}
+
+void apply_log_settings(const std::string& level, const std::string& format) {
+    // The logger stays: other threads may be logging through it. Its sink takes the new formatter
+    // under the sink's own lock.
     auto f = std::make_unique<spdlog::pattern_formatter>();
     if (format == "json") {
         f->add_flag<JsonMessageFlag>('*').set_pattern(R"({"ts":"%Y-%m-%dT%H:%M:%S.%e%z","level":"%l","msg":"%*"})");
@@ -38,7 +45,6 @@ void setup_logging(const std::string& level, const std::string& format) {
     }
     spdlog::set_formatter(std::move(f));
     spdlog::set_level(spdlog::level::from_str(level));
-    spdlog::flush_on(spdlog::level::info);
 }
 
 }  // namespace outboxd

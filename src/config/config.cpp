@@ -5,7 +5,10 @@
 #include <libpq-fe.h>
 
 #include <boost/url/parse.hpp>
+#include <cerrno>
 #include <charconv>
+#include <cstdio>
+#include <cstring>
 #include <cstdlib>
 #include <functional>
 #include <sstream>
@@ -169,6 +172,13 @@ void check_url(const std::string& key, const std::string& url, std::initializer_
     if (!scheme_ok) bad(key, "must start with " + names);
     if (!u->has_authority() || u->encoded_host().empty()) bad(key, "'" + url + "' names no host");
     if (u->has_query() || u->has_fragment()) bad(key, "'" + url + "' must not carry a query or fragment");
+    if (u->has_port()) {
+        auto port = u->port();
+        unsigned value = 0;
+        auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+        if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535)
+            bad(key, "bad port in '" + url + "' (1-65535)");
+    }
 }
 
 // host:port, where host may be empty (all interfaces), a name, an IPv4 or a bracketed IPv6 address.
@@ -220,6 +230,11 @@ void walk(Config& cfg, const toml::value& table, const std::string& prefix) {
             continue;
         }
         if (v.is_table()) {
+            // Keys inside an unknown table are refused one by one below; an empty one (a
+            // misspelt [drian]) has none, so its name is checked here.
+            bool known = false;
+            for (const auto& row : rows()) known = known || row.info.path.rfind(key + ".", 0) == 0;
+            if (!known && v.as_table().empty()) bad(key, "unknown table");
             walk(cfg, v, key);
             continue;
         }
@@ -252,7 +267,15 @@ void validate(const Config& cfg) {
         bad(cfg.ingress.tls_cert.empty() ? "ingress.tls_cert" : "ingress.tls_key",
             "tls_cert and tls_key go together");
     if (!cfg.ingress.listen.empty()) check_listen("ingress.listen", cfg.ingress.listen);
-    if (!cfg.metrics.listen.empty()) check_listen("metrics.listen", cfg.metrics.listen);
+    // Every role serves metrics.listen; ingress.listen may stay empty for a daemon that only drains.
+    if (cfg.metrics.listen.empty()) bad("metrics.listen", "must not be empty");
+    check_listen("metrics.listen", cfg.metrics.listen);
+    if (!cfg.tls.ca_file.empty()) {
+        // Whether it holds certificates is checked when the client loads it; here, that it is there.
+        std::FILE* f = std::fopen(cfg.tls.ca_file.c_str(), "r");
+        if (!f) bad("tls.ca_file", "cannot read '" + cfg.tls.ca_file + "': " + std::strerror(errno));
+        std::fclose(f);
+    }
     if (!cfg.smtp.url.empty()) check_url("smtp.url", cfg.smtp.url, {"smtp", "smtps"});
     {
         // Only the syntax: whether the server answers is a start-up question, not a config one.
@@ -306,6 +329,10 @@ Duration parse_duration(std::string_view text) {
     else if (unit == "h") ms = 3'600'000;
     else if (unit == "d") ms = 86'400'000;
     else throw std::invalid_argument("bad duration unit in '" + std::string(text) + "' (use ms, s, m, h, d)");
+    // Ten years is beyond any sensible setting and keeps every deadline computed from one (a
+    // time_point in nanoseconds plus it) far from overflow, which wrapped a huge value silently.
+    constexpr std::int64_t kMaxMs = 3650LL * 86'400'000;
+    if (n > kMaxMs / ms) throw std::invalid_argument("duration '" + std::string(text) + "' out of range (at most 3650d)");
     return Duration(n * ms);
 }
 

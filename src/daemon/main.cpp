@@ -51,9 +51,19 @@ bool database_ready(db::Pool& pool) {
     try {
         auto lease = pool.acquire(1s);
         if (!lease) return false;
-        if (!(*lease)->ok()) (*lease)->reset();
-        (*lease)->exec("SELECT 1");
-        return true;
+        // A pooled session the server ended while idle (a restart, pg_terminate_backend) fails
+        // its first statement although the database is fine: ask once more on a new session, or
+        // a load balancer sees the daemon flap.
+        for (int attempt = 0;; ++attempt) {
+            try {
+                if (!(*lease)->ok() || !(*lease)->alive()) (*lease)->reset();
+                (*lease)->exec("SELECT 1");
+                return true;
+            } catch (const std::exception&) {
+                if (attempt > 0) return false;
+                (*lease)->reset();
+            }
+        }
     } catch (const std::exception&) {
         return false;
     }
@@ -62,6 +72,15 @@ bool database_ready(db::Pool& pool) {
 ingress::Response text(int status, std::string body) { return {status, std::move(body), "text/plain"}; }
 
 int serve(const std::string& config_path, config::LiveConfig& live, const std::string& role) {
+    // Stop and reload signals wait until their handlers are installed, after the database probe
+    // and the listeners: before, their default action killed the daemon (SIGTERM with status 143
+    // and no log line, SIGHUP too). Threads started meanwhile inherit the block, so the main thread
+    // takes them once it unblocks below.
+    sigset_t control_signals;
+    sigemptyset(&control_signals);
+    for (int sig : {SIGINT, SIGTERM, SIGHUP}) sigaddset(&control_signals, sig);
+    pthread_sigmask(SIG_BLOCK, &control_signals, nullptr);
+
     const auto boot = live.get();
     const config::Config& cfg = *boot;  // keys that need a restart are read from here only
     bool ingress_role = role == "all" || role == "ingress";
@@ -191,8 +210,9 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
     std::vector<std::thread> io;
     for (unsigned i = 0; i < io_threads; ++i) io.emplace_back([&] { ioc.run(); });
 
-    // Watchdog pings come from the I/O loop, and only while the drain loop is alive, so a stuck
-    // daemon is restarted by systemd.
+    // Watchdog pings come from the I/O loop, and only while the drain loop turns, so a stuck
+    // daemon is restarted by systemd. A database outage is not a reason: the loop keeps turning
+    // while it waits, and a restart would only fail in ExecStartPre until the database is back.
     asio::steady_timer watchdog(ioc);
     std::uint64_t wd_usec = 0;
     bool use_wd = sd_watchdog_enabled(0, &wd_usec) > 0;
@@ -200,7 +220,7 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
         watchdog.expires_after(std::chrono::microseconds(use_wd ? wd_usec / 3 : 1000000));
         watchdog.async_wait([&](boost::system::error_code ec) {
             if (ec) return;
-            if (use_wd && (!drainer || drainer->healthy())) sd_notify(0, "WATCHDOG=1");
+            if (use_wd && (!drainer || drainer->alive())) sd_notify(0, "WATCHDOG=1");
             arm();
         });
     };
@@ -218,7 +238,7 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
                 try {
                     auto kept = live.reload(config::load_file(config_path));
                     auto now = live.get();
-                    spdlog::set_level(spdlog::level::from_str(now->log.level));
+                    apply_log_settings(now->log.level, now->log.format);
                     spdlog::info("signal: SIGHUP, configuration reloaded from {}", config_path);
                     for (const auto& k : kept)
                         spdlog::warn("reload: {} changed but needs a restart; keeping the running value", k);
@@ -238,6 +258,7 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
         });
     };
     wait_signal();
+    pthread_sigmask(SIG_UNBLOCK, &control_signals, nullptr);  // any that came during start-up are taken now
 
     sd_notify(0, "READY=1");
     spdlog::info("outboxd: ready version={} role={} ingress={} metrics={} regions={}", OUTBOXD_VERSION, role,

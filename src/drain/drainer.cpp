@@ -45,14 +45,28 @@ void Drainer::wake() {
 
 void Drainer::start() {
     completer_ = std::make_unique<Completer>(boot_->database.url, owner_, metrics_, [this] { wake(); }, completer_extra_);
-    for (const auto& r : boot_->regions) metrics_.circuit_open.with({r.name}).set(0);
+    // Every series an alert reads exists from the start, at 0: Prometheus' increase() cannot see
+    // the first step of a series that appears already at 1, so the first dead letters after a
+    // start would not alert (OutboxdDeadLettersGrowing).
+    auto zero = [this](std::string_view region) {
+        for (auto outcome : {"delivered", "retry", "dead"}) metrics_.deliveries.with({region, outcome});
+        for (auto reason : kRegionDeadReasons) metrics_.dead_letters.with({region, reason});
+    };
+    for (const auto& r : boot_->regions) {
+        metrics_.circuit_open.with({r.name}).set(0);
+        zero(r.name);
+    }
+    zero("none");
+    for (auto reason : kAppDeadReasons) metrics_.dead_letters.with({"none", reason});
     claimer_ = std::thread([this] { claim_loop(); });
 }
 
-bool Drainer::healthy() const {
+bool Drainer::alive() const {
     auto last = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(last_loop_ns_.load()));
-    return connected_.load() && std::chrono::steady_clock::now() - last < live_.get()->drain.poll_interval * 3 + 10s;
+    return std::chrono::steady_clock::now() - last < live_.get()->drain.poll_interval * 3 + 10s;
 }
+
+bool Drainer::healthy() const { return connected_.load() && alive(); }
 
 bool Drainer::paused(const ClaimedRow& row) {
     std::lock_guard lk(pause_mu_);
@@ -169,6 +183,10 @@ void Drainer::claim_loop() {
             if (now >= next_pause_refresh) {
                 auto p = claimer.paused();
                 std::lock_guard lk(pause_mu_);
+                // A resume sends no NOTIFY: claim now rather than at the next poll, which may be
+                // seconds away (the contract is "within a second").
+                for (const auto& was : paused_)
+                    if (!p.count(was)) want_claim = true;
                 paused_ = std::move(p);
                 next_pause_refresh = now + 500ms;
             }

@@ -281,16 +281,30 @@ void Server::start() {
             throw std::runtime_error("ingress.tls_key: cannot load '" + o.tls_key + "': " + e.what());
         }
     }
-    auto [host, port] = split_host_port(o.listen);
+    const std::string key = o.name + ".listen";
+    std::pair<std::string, unsigned short> hp;
+    try {
+        hp = split_host_port(o.listen);
+    } catch (const std::invalid_argument& e) {
+        throw std::runtime_error(key + ": " + e.what());
+    }
+    auto [host, port] = hp;
     boost::system::error_code ec;
     auto addr = asio::ip::make_address(host, ec);
-    if (ec) throw std::runtime_error(o.name + ": bad listen address '" + o.listen + "'");
+    if (ec) {
+        // A name (localhost, the host's own name): listen on the first address it resolves to.
+        tcp::resolver resolver(impl_->ioc);
+        auto found = resolver.resolve(host, std::to_string(port), tcp::resolver::passive | tcp::resolver::numeric_service, ec);
+        if (ec || found.empty())
+            throw std::runtime_error(key + ": cannot resolve '" + host + "'" + (ec ? ": " + ec.message() : std::string()));
+        addr = found.begin()->endpoint().address();
+    }
     tcp::endpoint ep(addr, port);
     auto& a = impl_->acceptor;
     a.open(ep.protocol());
     a.set_option(asio::socket_base::reuse_address(true));
     a.bind(ep, ec);
-    if (ec) throw std::runtime_error(o.name + ": cannot listen on " + o.listen + ": " + ec.message());
+    if (ec) throw std::runtime_error(key + ": cannot listen on " + o.listen + ": " + ec.message());
     a.listen(asio::socket_base::max_listen_connections);
     asio::co_spawn(a.get_executor(), impl_->accept_loop(), asio::detached);
 }

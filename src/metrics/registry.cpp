@@ -1,6 +1,7 @@
 // Prometheus text exposition of our own registry (prometheus-cpp is not packaged in Debian 12).
 #include "outboxd/metrics/registry.hpp"
 
+#include <charconv>
 #include <cmath>
 #include <cstdio>
 
@@ -35,9 +36,11 @@ std::string format_value(double v) {
     if (std::isnan(v)) return "NaN";
     if (std::isinf(v)) return v > 0 ? "+Inf" : "-Inf";
     if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
+    // The shortest text that reads back as the same double: le="0.1", not "0.10000000000000001",
+    // which a query for {le="0.1"} would not match.
     char buf[64];
-    std::snprintf(buf, sizeof buf, "%.17g", v);
-    return buf;
+    auto [end, ec] = std::to_chars(buf, buf + sizeof buf, v);
+    return ec == std::errc() ? std::string(buf, end) : std::to_string(v);
 }
 
 template <class T>

@@ -403,6 +403,8 @@ TEST_F(Outboxctl, UsageErrorsExit2AndChangeNothing) {
         {"resume"},
         {"resume", "--mailbox", "github:1", "--region", "us"},
         {"pause", "--region", "none"},  // "none" selects rows without a region; a pause of it matched nothing
+        {"pause", "--region", ""},
+        {"resume", "--mailbox", ""},
         {"config"},
     };
     for (const auto& args : bad) {

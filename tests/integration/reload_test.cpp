@@ -50,3 +50,23 @@ TEST(Reload, SighupAppliesNewProviderSecretWithoutRestart) {
     EXPECT_TRUE(wait_until([&] { return us.ok().size() == 3; }, 10s));
     EXPECT_EQ(d.terminate(), 0);
 }
+
+// log.format is reloadable: the lines after the reload come in the new format.
+TEST(Reload, SighupSwitchesTheLogFormat) {
+    TestDatabase db("reload_log");
+    Receiver us;
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}});
+    Daemon d(cfg.toml, "reload_log");
+    ASSERT_TRUE(d.start()) << d.log();
+    d.rewrite_config(cfg.toml + "\n[log]\nformat = \"json\"\n");
+    d.signal(SIGHUP);
+    ASSERT_TRUE(wait_until([&] { return d.log().find("configuration reloaded") != std::string::npos; }, 5s)) << d.log();
+    auto log = d.log();
+    auto at = log.rfind('\n', log.find("configuration reloaded"));
+    auto line = log.substr(at == std::string::npos ? 0 : at + 1);
+    line = line.substr(0, line.find('\n'));
+    EXPECT_EQ(line.rfind("{\"ts\":", 0), 0u) << line;
+    EXPECT_NE(line.find("\"msg\":\"signal: SIGHUP, configuration reloaded"), std::string::npos) << line;
+    EXPECT_EQ(log.find("log.format changed but needs a restart"), std::string::npos);
+    EXPECT_EQ(d.terminate(), 0);
+}

@@ -426,6 +426,11 @@ void Daemon::kill9() {
 int Daemon::terminate(std::chrono::milliseconds timeout) {
     if (pid_ <= 0) return -1;
     ::kill(pid_, SIGTERM);
+    return wait_exit(timeout);
+}
+
+int Daemon::wait_exit(std::chrono::milliseconds timeout) {
+    if (pid_ <= 0) return -1;
     auto end = std::chrono::steady_clock::now() + timeout;
     while (std::chrono::steady_clock::now() < end) {
         int status;

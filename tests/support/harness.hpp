@@ -111,6 +111,8 @@ public:
     void kill9();
     // SIGTERM; returns the exit code (or -1 on timeout, after which it is killed).
     int terminate(std::chrono::milliseconds timeout = 20s);
+    // Waits for an exit without signalling; the exit code, or -1 on timeout (then it is killed).
+    int wait_exit(std::chrono::milliseconds timeout = 20s);
     bool running();
     // Sends a signal (SIGHUP to reload).
     void signal(int sig);

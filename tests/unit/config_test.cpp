@@ -82,6 +82,10 @@ TEST(Config, EnvironmentOverridesDatabaseUrl) {
 TEST(Config, UnknownKeyNamesTheKey) {
     EXPECT_NE(message_of("[drain]\nconcurency = 3\n").find("drain.concurency"), std::string::npos);
     EXPECT_NE(message_of("[nosuch]\nx = 1\n").find("nosuch.x"), std::string::npos);
+    // A misspelt table with nothing in it is named too.
+    EXPECT_NE(message_of("[drian]\n").find("drian: unknown table"), std::string::npos) << message_of("[drian]\n");
+    EXPECT_NE(message_of("[provider.foo]\n").find("provider.foo"), std::string::npos);
+    EXPECT_EQ(message_of("[drain]\n[provider.github]\n"), "") << "known tables may be empty";
     EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"http://x\"\nsecret=\"s\"\ncolour=\"red\"\n").find("region[0].colour"),
               std::string::npos);
 }
@@ -95,6 +99,14 @@ TEST(Config, BadValuesNameTheKey) {
     EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"ftp://x\"\nsecret=\"s\"\n").find("region[0].url"), std::string::npos);
     EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"http://x\"\n").find("region[0].secret"), std::string::npos);
     EXPECT_NE(message_of("[log]\nformat = \"xml\"\n").find("log.format"), std::string::npos);
+    EXPECT_NE(message_of("[[region]]\nname=\"a\"\nurl=\"http://127.0.0.1:99999\"\nsecret=\"s\"\n").find("region[0].url"),
+              std::string::npos);
+    EXPECT_NE(message_of("[smtp]\nurl=\"smtp://mail:0\"\n").find("smtp.url"), std::string::npos);
+    EXPECT_NE(message_of("[metrics]\nlisten = \"\"\n").find("metrics.listen"), std::string::npos);
+    EXPECT_NE(message_of("[tls]\nca_file = \"/nonexistent/ca.pem\"\n").find("tls.ca_file"), std::string::npos);
+    // Durations so large that deadlines computed from them overflowed (and wrapped to 384ms).
+    EXPECT_NE(message_of("[retry]\nmax_age = \"18446744073709552s\"\n").find("retry.max_age"), std::string::npos);
+    EXPECT_NE(message_of("[drain]\nlease = \"300000d\"\n").find("drain.lease"), std::string::npos);
     EXPECT_NE(message_of("[[region]]\nname=\"none\"\nurl=\"http://x\"\nsecret=\"s\"\n").find("region[0].name"),
               std::string::npos)
         << "'none' is the label of rows without a region";
@@ -169,6 +181,9 @@ TEST(Config, Durations) {
     EXPECT_THROW(parse_duration("s"), std::invalid_argument);
     EXPECT_THROW(parse_duration("-1s"), std::invalid_argument);
     EXPECT_THROW(parse_duration("1w"), std::invalid_argument);
+    EXPECT_EQ(parse_duration("3650d"), Duration(3650LL * 86400 * 1000));
+    EXPECT_THROW(parse_duration("3651d"), std::invalid_argument);
+    EXPECT_THROW(parse_duration("9223372036854775807ms"), std::invalid_argument);
     EXPECT_EQ(format_duration(Duration(3600000)), "1h");
     EXPECT_EQ(format_duration(Duration(1500)), "1500ms");
 }

@@ -4,4 +4,6 @@
 
 namespace outboxd {
 void setup_logging(const std::string& level, const std::string& format);
+// Level and format of the running logger (a SIGHUP reload); safe while other threads log.
+void apply_log_settings(const std::string& level, const std::string& format);
 }

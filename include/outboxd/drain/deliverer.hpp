@@ -22,6 +22,14 @@ namespace outboxd::drain {
 std::optional<http::OutboundRequest> build_request(const ClaimedRow& row, const config::Config& cfg,
                                                    std::chrono::system_clock::time_point now);
 
+// Reasons a row of a configured region dies for (control_outbox_dead.reason and the reason label
+// of outboxd_dead_letters_total), and those only rows without a region (app webhooks) die for,
+// from their send-time check. unknown_region is left out: its region label is not configured.
+inline constexpr std::string_view kRegionDeadReasons[] = {"permanent_status", "max_attempts", "max_age",
+                                                          "refused_url"};
+inline constexpr std::string_view kAppDeadReasons[] = {"app_disabled", "app_deleted", "app_uninstalled",
+                                                       "app_without_url"};
+
 // What a send-time check says about a row whose destination can change after it was enqueued
 // (an app's URL and secret, its status): read when the row is sent, as Sentry does.
 struct CurrentTarget {

@@ -28,7 +28,10 @@ public:
     void start();
     // Stops claiming; waits up to drain.shutdown_timeout for in-flight runs; flushes outcomes.
     void stop();
-    // The claimer loop is alive and connected (for /readyz and the systemd watchdog).
+    // The claimer loop is turning, connected or not (the systemd watchdog: a loop that waits out
+    // a database outage is not wedged, and killing it would not bring the database back).
+    bool alive() const;
+    // Alive and connected (/readyz).
     bool healthy() const;
     int in_flight() const { return in_flight_.load(); }
     // Wakes the claimer now (tests, reload).
