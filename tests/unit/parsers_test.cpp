@@ -877,6 +877,12 @@ TEST(ParsersSlack, ChallengeIsEscapedJson) {
     EXPECT_EQ(v.at("challenge").as_string(), "a\"b</c>");
     EXPECT_EQ(d.response.content_type, "application/json");
     EXPECT_EQ(dir.lookups, 0);
+    // Any JSON value is echoed as it came.
+    d = route(post("/extensions/slack/event/", R"({"type":"url_verification","challenge":12345})"), ctx);
+    ASSERT_EQ(d.response.status, 200);
+    EXPECT_EQ(d.response.body, R"({"challenge":12345})");
+    d = route(post("/extensions/slack/event/", R"({"type":"url_verification"})"), ctx);
+    EXPECT_EQ(d.response.status, 400);
 }
 
 TEST(ParsersFixtures, AllAreValidJson) {

@@ -69,7 +69,8 @@ Decision parse_slack(const Request& req, std::string_view subpath, Context& ctx)
         const auto* type = member(&doc, "type");
         if (type && type->is_string() && type->as_string() == "url_verification") {
             const auto* challenge = member(&doc, "challenge");
-            if (!challenge || !challenge->is_string()) return bad_shape("challenge");
+            // Echoed as given, whatever its JSON type, as Sentry's handler does (Slack sends a string).
+            if (!challenge) return bad_shape("challenge");
             boost::json::object answer;
             answer["challenge"] = *challenge;
             return Decision::json_reply(200, "control", boost::json::serialize(answer));
