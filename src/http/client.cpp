@@ -101,9 +101,14 @@ std::optional<Destination> parse_url(const std::string& url) {
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
+// Bytes of an answer not yet parsed: the 64 KiB header limit and one read. Beast keeps a chunk
+// header or trailer line here until its end arrives, and neither limit of the parser counts those:
+// unbounded, one endless chunk extension from a region or an app URL took a gigabyte.
+constexpr std::size_t kAnswerBufferLimit = 128 * 1024;
+
 struct Connection {
     std::variant<std::unique_ptr<PlainStream>, std::unique_ptr<TlsStream>> stream;
-    beast::flat_buffer buffer;
+    beast::flat_buffer buffer{kAnswerBufferLimit};
     std::string key;  // the destination; TLS sessions that arrive on this connection are kept under it
     std::chrono::steady_clock::time_point idle_since;
     beast::tcp_stream& lowest() {
@@ -277,22 +282,23 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     // ones idle too long are closed from the front.
     std::unique_ptr<Connection> take_idle(const std::string& key) {
         std::deque<std::unique_ptr<Connection>> expired;  // closed outside the lock
-        std::lock_guard lk(mu);
-        auto it = idle.find(key);
-        if (it == idle.end()) return nullptr;
-        const auto now = std::chrono::steady_clock::now();
-        drop_expired(it->second, now, expired);
-        const auto quiet = now - std::chrono::seconds(1);
-        while (!it->second.empty()) {
-            auto c = std::move(it->second.back());
-            it->second.pop_back();
-            // A connection that rested a while may have been closed by its peer meanwhile; a look
-            // at the socket (no wait) finds most of those before the request is written to one.
-            // Hot connections skip the look: they were in use a moment ago.
-            if (c->idle_since > quiet || !closed_by_peer(c->lowest().socket())) return c;
+        while (true) {
+            std::unique_ptr<Connection> c;
+            {
+                std::lock_guard lk(mu);
+                auto it = idle.find(key);
+                if (it == idle.end()) return nullptr;
+                drop_expired(it->second, std::chrono::steady_clock::now(), expired);
+                if (it->second.empty()) return nullptr;
+                c = std::move(it->second.back());
+                it->second.pop_back();
+            }
+            // Every reuse looks at the socket first (one non-blocking peek): a peer may have closed
+            // it while it rested, or written bytes after its answer, which the next request would
+            // otherwise read as its own answer (a stray 404 dead-lettered rows the region took).
+            if (!closed_by_peer(c->lowest().socket())) return c;
             expired.push_back(std::move(c));
         }
-        return nullptr;
     }
     // An idle HTTP connection has nothing to read: end of stream, an error, or any byte at all (a
     // TLS close_notify, a stray answer) means it is not fit for the next request.

@@ -141,7 +141,10 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
     template <class Stream>
     awaitable<void> serve(Stream& stream, beast::tcp_stream& lowest) {
-        beast::flat_buffer buffer;
+        // Bounded: Beast keeps a chunk header or trailer line here until its end arrives, and
+        // neither the header nor the body limit counts those (an endless chunk extension grew one
+        // connection's buffer by hundreds of megabytes). Body bytes move on into the body as parsed.
+        beast::flat_buffer buffer(opts.max_header_bytes + 64 * 1024);
         while (!stopping) {
             bhttp::request_parser<bhttp::string_body> parser;
             parser.body_limit(opts.max_body_bytes);
@@ -150,6 +153,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
             auto [hec, hn] = co_await bhttp::async_read_header(stream, buffer, parser, tuple_awaitable);
             (void)hn;
             beast::error_code ec = hec;
+            // RFC 9112 §6.3: a Transfer-Encoding whose last coding is not chunked leaves the body's
+            // length unknown. Beast reads such a request as bodiless, so the body would be read as
+            // the next request (smuggling): refuse it and close.
+            if (!ec && parser.get().count(bhttp::field::transfer_encoding) > 0 && !parser.chunked())
+                ec = bhttp::error::bad_transfer_encoding;
             if (!ec) ec = parse_buffered_body(parser, buffer);
             if (!ec && !parser.is_done()) {
                 // A client that sent Expect: 100-continue waits for this before it sends the body
@@ -170,7 +178,8 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                 ec == bhttp::error::bad_value || ec == bhttp::error::bad_content_length ||
                 ec == bhttp::error::bad_chunk || ec == bhttp::error::bad_line_ending ||
                 ec == bhttp::error::bad_transfer_encoding || ec == bhttp::error::multiple_content_length ||
-                ec == bhttp::error::bad_chunk_extension || ec == bhttp::error::bad_obs_fold) {
+                ec == bhttp::error::bad_chunk_extension || ec == bhttp::error::bad_obs_fold ||
+                ec == bhttp::error::buffer_overflow) {
                 int status = ec == bhttp::error::body_limit ? 413 : ec == bhttp::error::header_limit ? 431 : 400;
                 ingress::Response r{status, std::string(ec == bhttp::error::body_limit ? "body too large" : "bad request") +
                                                 ": " + ec.message() + "\n",
@@ -200,7 +209,9 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                 co_await asio::async_write(stream, asio::buffer(wire), tuple_awaitable);
                 co_return;
             }
-            bool keep = msg.keep_alive();
+            // An HTTP/1.0 message framed by Transfer-Encoding may not be followed on its
+            // connection (RFC 9112 §6.1): its framing cannot be trusted by 1.0 intermediaries.
+            bool keep = msg.keep_alive() && !(msg.version() < 11 && msg.count(bhttp::field::transfer_encoding) > 0);
             unsigned version = msg.version();
             bool head = msg.method() == bhttp::verb::head;
             auto resp = co_await answer(to_request(std::move(msg)));

@@ -401,6 +401,44 @@ TEST_F(BadInput, ChunkedBodies) {
     expect_still_serving();
 }
 
+// RFC 9112 §6.3: a Transfer-Encoding that does not end in chunked leaves the length unknown: 400
+// and close. Read as bodiless, its body was taken for the next request (smuggled: stored, sent).
+TEST_F(BadInput, TransferEncodingNotEndingInChunkedIs400AndCloses) {
+    const std::string smuggled = "POST /extensions/github/webhook/ HTTP/1.1\r\nHost: x\r\nX-GitHub-Event: issues\r\n"
+                                 "Content-Length: " + std::to_string(kGoodBody.size()) + "\r\n\r\n" + kGoodBody;
+    for (const std::string te : {"gzip", "identity", "chunked, identity", "xchunked"}) {
+        SCOPED_TRACE(te);
+        RawConn c(ingress_);
+        ASSERT_TRUE(c.send(raw_request("Transfer-Encoding: " + te + "\r\n", "") + smuggled));
+        EXPECT_EQ(c.read_response(3s), RawConn::End::done) << c.received();
+        EXPECT_EQ(c.status(), 400) << c.received();
+        EXPECT_NE(c.wait_closed(Clock::now() + 3s), RawConn::End::timeout) << c.received();
+        EXPECT_EQ(c.received().find("HTTP/1.1 202"), std::string::npos) << "the smuggled request was served";
+    }
+    expect_nothing_stored();
+    expect_still_serving();
+}
+
+// A chunk-extension or trailer line that never ends is refused; it used to grow the connection's
+// buffer for as long as the client sent (hundreds of megabytes from one connection).
+TEST_F(BadInput, EndlessChunkLinesAreRefused) {
+    for (const std::string tail : {"1;ext=", "1\r\nx\r\n0\r\nX-Trailer: "}) {
+        SCOPED_TRACE(tail);
+        RawConn c(ingress_);
+        ASSERT_TRUE(c.send(raw_request("Transfer-Encoding: chunked\r\n", tail)));
+        const std::string filler(64 * 1024, 'a');
+        bool cut = false;
+        for (int i = 0; i < 4 && !cut; ++i) cut = !c.send(filler);  // 256 KiB of one line
+        auto end = c.read_response(5s);
+        // Refused: a 400, or a reset because the server stopped reading and closed. Not an
+        // orderly end at read_timeout after taking it all in, which is what it did before.
+        EXPECT_TRUE(cut || c.status() == 400 || end == RawConn::End::reset)
+            << "still reading after 256 KiB of one line: " << c.received().substr(0, 200);
+    }
+    expect_nothing_stored();
+    expect_still_serving();
+}
+
 // HTTP/1.1 without Content-Length or chunking has no body: the JSON that follows is not the body
 // (GitHub's parser sees an empty one, 400) and, read as the next request, is refused too.
 TEST_F(BadInput, MissingContentLengthMeansNoBody) {

@@ -211,6 +211,54 @@ TEST(HttpClient, EveryBodyFramingEndsWhereTheAnswerEnds) {
     EXPECT_EQ(server.connections(), 3);
 }
 
+// Bytes a region writes after its answer, a moment later (a stray second answer): the next
+// request on that connection must not take them for its own answer. A stray 404 dead-lettered
+// rows the region had accepted.
+TEST(HttpClient, BytesAfterAnAnswerAreNeverTheNextAnswer) {
+    ScriptedServer server([](int fd, int index) {
+        if (index == 0) {
+            if (read_request(fd)) {
+                write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
+                std::this_thread::sleep_for(20ms);
+                write_all(fd, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n");
+            }
+            std::this_thread::sleep_for(500ms);  // a reused connection would read the 404
+        } else if (read_request(fd)) {
+            write_all(fd, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
+        }
+        ::close(fd);
+    });
+    boost::asio::io_context ioc;
+    http::Client client(ioc, {});
+    EXPECT_EQ(send_one(ioc, client, server.url()).status, 200);
+    std::this_thread::sleep_for(100ms);  // the stray answer has arrived; well within the 1 s of a hot connection
+    auto next = send_one(ioc, client, server.url());
+    EXPECT_EQ(next.status, 201) << next.error;
+    EXPECT_FALSE(next.reused_connection);
+}
+
+// A chunk-extension line that never ends fails the attempt once past the answer buffer's bound,
+// instead of growing the buffer until the timeout (a gigabyte in the audit).
+TEST(HttpClient, AnEndlessChunkLineFailsTheAttemptEarly) {
+    ScriptedServer server([](int fd, int) {
+        if (read_request(fd)) {
+            write_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=");
+            const std::string filler(64 * 1024, 'a');
+            bool sent = true;
+            for (int i = 0; i < 64 && sent; ++i) sent = ::send(fd, filler.data(), filler.size(), MSG_NOSIGNAL) >= 0;
+            if (sent) std::this_thread::sleep_for(3500ms);  // still "sending": only the client's bound ends it
+        }
+        ::close(fd);
+    });
+    boost::asio::io_context ioc;
+    http::Client client(ioc, {});
+    auto t0 = std::chrono::steady_clock::now();
+    auto res = send_one(ioc, client, server.url());
+    EXPECT_EQ(res.status, 0);
+    EXPECT_EQ(res.failure, http::FailureKind::protocol) << res.error;
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s) << "read to the timeout";
+}
+
 // The status decides; the body is only logged. A 2xx whose body is over max_response_bytes is
 // delivered (not retried, which delivered it again), and its connection is not reused.
 TEST(HttpClient, AnAnswerWithAHugeBodyCountsByItsStatus) {
