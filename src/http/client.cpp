@@ -98,6 +98,22 @@ std::optional<Destination> parse_url(const std::string& url) {
     return d;
 }
 
+// "HTTP/1.1 200\r\n", without the space before the (empty) reason, is what some small servers
+// send; curl and Python read it, Beast refuses it, and every answer of such a region counted as a
+// failure (retried until dead although it said 200). The space is put back before parsing again.
+bool add_missing_reason_space(beast::flat_buffer& b) {
+    auto text = std::string_view(static_cast<const char*>(b.data().data()), b.size());
+    auto digit = [&](std::size_t i) { return text[i] >= '0' && text[i] <= '9'; };
+    if (text.size() < 14 || !text.starts_with("HTTP/1.") || text[8] != ' ' || !digit(9) || !digit(10) || !digit(11) ||
+        text.substr(12, 2) != "\r\n")
+        return false;
+    std::string mended = std::string(text.substr(0, 12)) + " " + std::string(text.substr(12));
+    if (mended.size() > b.max_size()) return false;
+    b.consume(b.size());
+    b.commit(asio::buffer_copy(b.prepare(mended.size()), asio::buffer(mended)));
+    return true;
+}
+
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
 
@@ -432,12 +448,18 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
         // Interim answers (100 Continue, 103 Early Hints) may come first, asked for or not: each is
         // read and skipped, or the final answer would be left unread and taken, on this
         // connection's next request, for that request's answer.
+        bool mended = false;
         for (int interim = 0;; ++interim) {
             bhttp::response_parser<bhttp::string_body> parser;
             parser.body_limit(boost::none);  // set once the status is known, see below
             parser.header_limit(64 * 1024);
             auto [hec, hn] = co_await bhttp::async_read_header(s, c.buffer, parser, tuple_awaitable);
             (void)hn;
+            if (hec == bhttp::error::bad_status && !mended && add_missing_reason_space(c.buffer)) {
+                mended = true;
+                --interim;
+                continue;
+            }
             if (hec) co_return std::pair{hec, interim > 0 || parser.got_some()};
             const int status = static_cast<int>(parser.get().result_int());
             if (status >= 100 && status < 200) {

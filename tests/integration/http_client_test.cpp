@@ -259,6 +259,28 @@ TEST(HttpClient, AnEndlessChunkLineFailsTheAttemptEarly) {
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s) << "read to the timeout";
 }
 
+// A status line without the space before an empty reason, as some small servers write it, is
+// read as its status, not as a broken answer (every row of such a region died retrying).
+TEST(HttpClient, AStatusLineWithoutAReasonIsRead) {
+    ScriptedServer server([](int fd, int) {
+        if (read_request(fd)) write_all(fd, "HTTP/1.1 200\r\nContent-Length: 2\r\n\r\nok");
+        if (read_request(fd)) write_all(fd, "HTTP/1.1 404\r\nContent-Length: 0\r\n\r\n");
+        if (read_request(fd)) write_all(fd, "HTTP/1.1 2000 OK\r\nContent-Length: 0\r\n\r\n");
+        ::close(fd);
+    });
+    boost::asio::io_context ioc;
+    http::Client client(ioc, {});
+    auto ok = send_one(ioc, client, server.url());
+    EXPECT_EQ(ok.status, 200) << ok.error;
+    EXPECT_EQ(ok.body_head, "ok");
+    auto missing = send_one(ioc, client, server.url());
+    EXPECT_EQ(missing.status, 404) << missing.error;
+    EXPECT_TRUE(missing.reused_connection);
+    auto bad = send_one(ioc, client, server.url());
+    EXPECT_EQ(bad.status, 0) << "a four-digit status is still refused";
+    EXPECT_EQ(bad.failure, http::FailureKind::protocol);
+}
+
 // The status decides; the body is only logged. A 2xx whose body is over max_response_bytes is
 // delivered (not retried, which delivered it again), and its connection is not reused.
 TEST(HttpClient, AnAnswerWithAHugeBodyCountsByItsStatus) {
