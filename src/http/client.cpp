@@ -471,8 +471,7 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             const auto& res = parser.get();
             if (auto it = res.find(bhttp::field::retry_after); it != res.end()) out.retry_after = std::string(it->value());
             // The status decides the outcome; the body is only logged (its first KiB). One larger
-            // than max_response_bytes is not read: the connection is closed instead, and a 2xx
-            // still counts as delivered.
+            // than max_response_bytes is not read: the connection is closed instead.
             auto length = parser.content_length();
             if (length && *length > opts.max_response_bytes) co_return std::pair{beast::error_code{}, false};
             parser.body_limit(opts.max_response_bytes);
@@ -483,12 +482,10 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
                 bec = e;
             }
             out.body_head = parser.get().body().substr(0, 1024);
-            if (bec == bhttp::error::body_limit) co_return std::pair{beast::error_code{}, false};
-            if (bec) {
-                out.status = 0;
-                out.retry_after.reset();
-                co_return std::pair{bec, true};
-            }
+            // A body that cannot be read to its end (over the limit, a malformed chunk, a stall or
+            // a close midway) does not change what the status said: a 2xx that was retried for it
+            // was delivered twice. The connection is closed, since where the answer ends is unknown.
+            if (bec) co_return std::pair{beast::error_code{}, false};
             // Bytes after the answer were never asked for: whatever they are, the next request
             // must not read them as its answer.
             co_return std::pair{beast::error_code{}, parser.get().keep_alive() && c.buffer.size() == 0};
