@@ -162,6 +162,13 @@ const RegionKey kRegionKeys[] = {
 
 // A URL a delivery can be sent to: an allowed scheme and a host. Query and fragment are refused
 // because the stored request path is appended to a region's URL.
+// A decimal port from 1 to 65535, digits only.
+bool valid_port(std::string_view port) {
+    unsigned value = 0;
+    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+    return !port.empty() && ec == std::errc() && end == port.data() + port.size() && value >= 1 && value <= 65535;
+}
+
 void check_url(const std::string& key, const std::string& url, std::initializer_list<std::string_view> schemes) {
     std::string names;
     for (auto sc : schemes) names += (names.empty() ? "" : " or ") + std::string(sc) + "://";
@@ -172,23 +179,14 @@ void check_url(const std::string& key, const std::string& url, std::initializer_
     if (!scheme_ok) bad(key, "must start with " + names);
     if (!u->has_authority() || u->encoded_host().empty()) bad(key, "'" + url + "' names no host");
     if (u->has_query() || u->has_fragment()) bad(key, "'" + url + "' must not carry a query or fragment");
-    if (u->has_port()) {
-        auto port = u->port();
-        unsigned value = 0;
-        auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-        if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535)
-            bad(key, "bad port in '" + url + "' (1-65535)");
-    }
+    if (u->has_port() && !valid_port(u->port())) bad(key, "bad port in '" + url + "' (1-65535)");
 }
 
 // host:port, where host may be empty (all interfaces), a name, an IPv4 or a bracketed IPv6 address.
 void check_listen(const std::string& key, const std::string& listen) {
     auto colon = listen.rfind(':');
     if (colon == std::string::npos) bad(key, "expected host:port, got '" + listen + "'");
-    std::string_view port(listen.c_str() + colon + 1);
-    unsigned value = 0;
-    auto [end, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
-    if (port.empty() || ec != std::errc() || end != port.data() + port.size() || value == 0 || value > 65535)
+    if (!valid_port(std::string_view(listen.c_str() + colon + 1)))
         bad(key, "bad port in '" + listen + "' (expected host:port, port 1-65535)");
     std::string_view host(listen.data(), colon);
     bool bracketed = host.size() >= 2 && host.front() == '[' && host.back() == ']';
