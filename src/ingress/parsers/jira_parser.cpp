@@ -101,7 +101,11 @@ Decision parse_jira(const Request& req, std::string_view subpath, Context& ctx) 
 
     if (!jwt::verify_hs256(*token, std::string_view(secret->as_string())))
         return unauthorized("bad_signature", "the JWT signature does not verify");
-    if (!jwt::unexpired(*token, ctx.now())) return unauthorized("expired", "the JWT has expired");
+    switch (jwt::check_expiry(*token, ctx.now())) {
+        case jwt::Expiry::fresh: break;
+        case jwt::Expiry::expired: return unauthorized("expired", "the JWT has expired");
+        case jwt::Expiry::malformed: return unauthorized("bad_exp", "the JWT exp is not a number of seconds");
+    }
     auto qsh = jwt::string_claim(*token, "qsh");
     if (!qsh || !constant_time_equal(*qsh, jira_query_hash("POST", req.path(), req.query())))
         return unauthorized("bad_qsh", "the JWT qsh does not match this request");

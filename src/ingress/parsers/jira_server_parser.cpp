@@ -46,8 +46,12 @@ Decision parse_jira_server(const Request& req, std::string_view subpath, Context
         return Decision::reply(400, "no_secret", "the jira_server integration has no webhook_secret\n", "text/plain");
     if (!jwt::verify_hs256(*token, std::string_view(secret->as_string())))
         return Decision::reply(401, "bad_signature", "the URL token signature does not verify\n", "text/plain");
-    if (!jwt::unexpired(*token, ctx.now()))
-        return Decision::reply(401, "expired", "the URL token has expired\n", "text/plain");
+    switch (jwt::check_expiry(*token, ctx.now())) {
+        case jwt::Expiry::fresh: break;
+        case jwt::Expiry::expired: return Decision::reply(401, "expired", "the URL token has expired\n", "text/plain");
+        case jwt::Expiry::malformed:
+            return Decision::reply(401, "bad_exp", "the URL token's exp is not a number of seconds\n", "text/plain");
+    }
     boost::system::error_code ec;
     ScratchJson json;
     auto doc = json.parse(req.body, ec);

@@ -83,17 +83,17 @@ std::optional<std::string> string_claim(const Token& token, std::string_view nam
     return std::nullopt;
 }
 
-bool unexpired(const Token& token, std::chrono::system_clock::time_point now) {
+Expiry check_expiry(const Token& token, std::chrono::system_clock::time_point now) {
     const auto* exp = token.claims.if_contains("exp");
-    if (!exp) return true;
+    if (!exp) return Expiry::fresh;
     double seconds;
     if (exp->is_int64()) seconds = static_cast<double>(exp->as_int64());
     else if (exp->is_uint64()) seconds = static_cast<double>(exp->as_uint64());
     else if (exp->is_double()) seconds = exp->as_double();
-    else return false;
-    if (!std::isfinite(seconds)) return false;
+    else return Expiry::malformed;
+    if (!std::isfinite(seconds)) return Expiry::malformed;
     double now_s = std::chrono::duration<double>(now.time_since_epoch()).count();
-    return seconds > now_s;
+    return seconds > now_s ? Expiry::fresh : Expiry::expired;
 }
 
 }  // namespace outboxd::ingress::jwt

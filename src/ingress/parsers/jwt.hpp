@@ -27,9 +27,12 @@ bool verify_hs256(const Token& token, std::string_view key);
 // The claim as a string: strings as is, integers in decimal; nullopt for anything else.
 std::optional<std::string> string_claim(const Token& token, std::string_view name);
 
-// True when the token has no `exp`, or `exp` (seconds since the epoch) is after `now`. A
-// non-numeric `exp` is treated as expired: its intent cannot be honoured.
-bool unexpired(const Token& token, std::chrono::system_clock::time_point now);
+// What `exp` says at `now`: fresh when the token has none or it (seconds since the epoch) is after
+// `now`; malformed when it is not a finite number (null, a string, ...), which RFC 7519 does not
+// allow and whose intent cannot be honoured, so it is refused like an expired token but told
+// apart in the answer and the metric.
+enum class Expiry { fresh, expired, malformed };
+Expiry check_expiry(const Token& token, std::chrono::system_clock::time_point now);
 
 // Unpadded base64url, the encoding of every JWT segment.
 std::string base64url_encode(std::string_view bytes);
