@@ -63,6 +63,10 @@ std::vector<std::int64_t> AppHooks::record(db::Connection& c, const std::vector<
 
     c.exec("SAVEPOINT outboxd_apps");
     try {
+        // This runs in the completer's transaction: a lock held elsewhere on an app's rows must
+        // not hold back every delivery's completion. After a second the app part is given up for
+        // this batch (logged below); the deliveries are completed all the same.
+        c.exec("SET LOCAL lock_timeout = '1s'");
         auto r = c.exec_prepared("apps_record_outcomes", kRecord,
                                  db::Params(*json, cfg_.apps.broken_timeout_threshold, cfg_.smtp.from));
         for (int i = 0; i < r.rows(); ++i) disabled.push_back(r.int64(i, 0));

@@ -30,19 +30,36 @@ std::vector<std::string> migrate(Connection& conn) {
     conn.exec("SELECT pg_advisory_lock(7401, 0)");
     std::vector<std::string> done;
     try {
-        conn.exec(kCreateTable);
-        conn.exec(kComment);
+        // The bookkeeping table is made in the first migration's transaction, so a run that fails
+        // there leaves nothing behind (not even that table, owned by a role that could not finish),
+        // and a run that finds it only reads it: a role that may not alter it can still run the
+        // no-op migrate every start does (the systemd unit's ExecStartPre).
+        bool have_table = conn.exec("SELECT to_regclass('outboxd_schema_migrations') IS NOT NULL").boolean(0, 0);
         auto have = applied_versions(conn);
         for (const auto& m : embedded_migrations()) {
             if (std::find(have.begin(), have.end(), m.version) != have.end()) continue;
-            Transaction tx(conn);
-            conn.exec(m.sql);
-            conn.exec("INSERT INTO outboxd_schema_migrations(version) VALUES ($1)", Params(m.version));
-            tx.commit();
+            try {
+                Transaction tx(conn);
+                if (!have_table) {
+                    conn.exec(kCreateTable);
+                    conn.exec(kComment);
+                }
+                conn.exec(m.sql);
+                conn.exec("INSERT INTO outboxd_schema_migrations(version) VALUES ($1)", Params(m.version));
+                tx.commit();
+                have_table = true;
+            } catch (const Error& e) {
+                throw Error("migration " + m.version + " failed (nothing of it was applied): " + e.what(),
+                            e.sqlstate(), e.connection_lost());
+            }
             done.push_back(m.version);
         }
     } catch (...) {
-        conn.exec("SELECT pg_advisory_unlock(7401, 0)");
+        try {
+            conn.exec("SELECT pg_advisory_unlock(7401, 0)");
+        } catch (const Error&) {
+            // The session is gone, and its lock with it.
+        }
         throw;
     }
     conn.exec("SELECT pg_advisory_unlock(7401, 0)");

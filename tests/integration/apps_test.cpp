@@ -11,6 +11,7 @@
 #include <ctime>
 
 #include "outboxd/ingress/parser.hpp"
+#include "outboxd/db/migrations.hpp"
 #include "support/harness.hpp"
 
 using namespace testsupport;
@@ -322,18 +323,81 @@ TEST(AppSql, FiltersDropSilently) {
     EXPECT_EQ(db.scalar("SELECT count(*) FROM sentry_app_outbox_meta m JOIN control_outbox c ON c.id = m.outbox_id"), "4");
 }
 
-TEST(AppSql, UnknownEventInstallationOrTypeIsAnError) {
+TEST(AppSql, UnknownEventOrTypeIsAnErrorAnUnknownInstallationIsDroppedWithAWarning) {
     TestDatabase db("apps_errors");
     seed_app(db, "http://app.example/hook");
     auto e = sql_error(db, "SELECT send_resource_change_webhook(10, 'issue.exploded', '{}')");
     EXPECT_NE(e.find("unknown Sentry-App webhook event 'issue.exploded'"), std::string::npos) << e;
-    e = sql_error(db, "SELECT send_resource_change_webhook(99, 'issue.created', '{}')");
-    EXPECT_NE(e.find("unknown Sentry-App installation 99"), std::string::npos) << e;
     e = sql_error(db, "SELECT workflow_notification(10, 1, 'exploded', NULL, '{}')");
     EXPECT_NE(e.find("unknown workflow notification type 'exploded'"), std::string::npos) << e;
-    e = sql_error(db, "SELECT workflow_notification(99, 1, 'resolved', NULL, '{}')");
-    EXPECT_NE(e.find("unknown Sentry-App installation 99"), std::string::npos) << e;
+    e = sql_error(db, "SELECT send_resource_change_webhook(NULL, 'issue.created', '{}')");
+    EXPECT_NE(e.find("installation id is NULL"), std::string::npos) << e;
+
+    // An installation deleted while the producer's transaction ran must not abort it (Sentry's
+    // task drops such a webhook too), but the drop is said, in case the id was simply wrong.
+    std::vector<std::string> notices;
+    PQsetNoticeReceiver(
+        db.conn().native(),
+        [](void* out, const PGresult* r) {
+            static_cast<std::vector<std::string>*>(out)->push_back(PQresultErrorMessage(r));
+        },
+        &notices);
+    db.sql("BEGIN");
+    db.sql("CREATE TABLE product_write(n int)");
+    EXPECT_FALSE(send(db, "issue.created", "{}", 99));
+    EXPECT_EQ(db.sql("SELECT workflow_notification(99, 1, 'resolved', NULL, '{}')").is_null(0, 0), true);
+    db.sql("INSERT INTO product_write VALUES (1)");
+    db.sql("COMMIT");
+    PQsetNoticeReceiver(db.conn().native(), [](void*, const PGresult*) {}, nullptr);
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM product_write"), "1") << "the producer's transaction committed";
+    ASSERT_EQ(notices.size(), 2u);
+    EXPECT_NE(notices[0].find("WARNING:  no Sentry-App installation 99: webhook issue.created not enqueued"),
+              std::string::npos)
+        << notices[0];
+    EXPECT_NE(notices[1].find("webhook issue.resolved not enqueued"), std::string::npos) << notices[1];
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox"), "0");
+}
+
+// A producer that enqueues for several installations takes their mailbox locks up front, in
+// one order, instead of one by one in its own order (which can deadlock against another).
+TEST(AppSql, LockInstallationsTakesEveryMailboxLockAtOnce) {
+    TestDatabase db("apps_lock_installations");
+    seed_app(db, "http://app.example/hook");
+    outboxd::db::Connection other(db.url(), "other-producer");
+    db.sql("BEGIN");
+    db.sql("SELECT outboxd_app_lock_installations(ARRAY[10, 7, NULL, 10])");
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = 7401 AND pid = pg_backend_pid() "
+                        "AND objid IN ((hashtext('app:10'))::oid, (hashtext('app:7'))::oid)"),
+              "2");
+    other.exec("SET lock_timeout = '200ms'");
+    try {
+        other.exec("SELECT send_resource_change_webhook(10, 'issue.created', '{}')");
+        ADD_FAILURE() << "another producer enqueued for installation 10 while its mailbox was locked";
+    } catch (const outboxd::db::Error& e) {
+        EXPECT_EQ(e.sqlstate(), "55P03") << e.what();
+    }
+    ASSERT_TRUE(send(db, "issue.created", "{}")) << "the holder enqueues as usual";
+    db.sql("COMMIT");
+    EXPECT_EQ(other.exec("SELECT send_resource_change_webhook(10, 'issue.created', '{}') IS NOT NULL").boolean(0, 0), true);
+}
+
+// The functions carry their own search_path: a caller whose path lacks their schema, or a
+// pgcrypto installed in another schema, does not break them.
+TEST(AppSql, ProducersDoNotDependOnTheCallersSearchPath) {
+    TestDatabase db("apps_search_path");
+    seed_app(db, "http://app.example/hook");
+    db.sql("SET search_path = pg_catalog");
+    auto r = db.sql("SELECT public.send_resource_change_webhook(10, 'issue.created', '{}')");
+    EXPECT_FALSE(r.is_null(0, 0));
+    db.sql("RESET search_path");
+
+    TestDatabase elsewhere("apps_pgcrypto_elsewhere", TestDatabase::Schema::empty);
+    elsewhere.sql("CREATE SCHEMA extensions");
+    elsewhere.sql("CREATE EXTENSION pgcrypto SCHEMA extensions");
+    outboxd::db::migrate(elsewhere.conn());
+    seed_app(elsewhere, "http://app.example/hook");
+    EXPECT_TRUE(send(elsewhere, "issue.created", R"({"n":1})"));
+    EXPECT_EQ(elsewhere.scalar("SELECT request_headers::text LIKE '%Sentry-Hook-Signature%' FROM control_outbox"), "t");
 }
 
 TEST(AppSql, WorkflowNotificationActor) {
@@ -588,6 +652,24 @@ TEST(AppHealth, RecordingAFailureDisablesABrokenApp) {
     EXPECT_EQ(r.text(0, 0), "1");
     EXPECT_EQ(db.scalar("SELECT status FROM sentry_app"), "disabled");
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox WHERE category = 'email'"), "1");
+}
+
+// A product transaction holding the app's row (editing the app) must not stall the completer,
+// whose transaction runs the check: the check skips the locked row and disables the app on a
+// later outcome.
+TEST(AppHealth, ALockedAppIsCheckedAgainNotWaitedFor) {
+    TestDatabase db("apps_locked_app");
+    seed_app(db, "http://app.example/hook");
+    db.sql("INSERT INTO sentry_app_health_day SELECT 1, 501, '2030-01-15'::date - g, 0, 2, 0 FROM generate_series(0, 6) g");
+    outboxd::db::Connection product(db.url(), "product");
+    product.exec("BEGIN");
+    product.exec("SELECT * FROM sentry_app WHERE id = 1 FOR UPDATE");
+    db.sql("SET statement_timeout = '2s'");
+    EXPECT_FALSE(db.sql("SELECT outboxd_app_check_broken(1, '2030-01-15', 1000)").boolean(0, 0))
+        << "skipped while the product holds the row";
+    product.exec("COMMIT");
+    EXPECT_TRUE(db.sql("SELECT outboxd_app_check_broken(1, '2030-01-15', 1000)").boolean(0, 0)) << "the next check";
+    EXPECT_EQ(db.scalar("SELECT status FROM sentry_app"), "disabled");
 }
 
 // ------------------------------------------------------------------------------ with the daemon

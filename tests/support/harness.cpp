@@ -89,14 +89,14 @@ double metric_value(unsigned short metrics_port, const std::string& name, const 
     return seen ? total : -1;
 }
 
-TestDatabase::TestDatabase(std::string name) : name_("t_" + std::move(name)), url_(conninfo(name_)) {
+TestDatabase::TestDatabase(std::string name, Schema schema) : name_("t_" + std::move(name)), url_(conninfo(name_)) {
     {
         outboxd::db::Connection admin(conninfo(env("PGDATABASE", "postgres")));
         admin.exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
         admin.exec("CREATE DATABASE " + name_);
     }
     conn_ = std::make_unique<outboxd::db::Connection>(url_, "test");
-    outboxd::db::migrate(*conn_);
+    if (schema == Schema::migrated) outboxd::db::migrate(*conn_);
 }
 
 TestDatabase::~TestDatabase() = default;

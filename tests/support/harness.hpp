@@ -28,7 +28,9 @@ std::string conninfo(const std::string& db);
 // A fresh database (dropped first if it exists), migrated with outboxd's schema.
 class TestDatabase {
 public:
-    explicit TestDatabase(std::string name);
+    // `empty`: a fresh database without outboxd's schema, for tests of the migrations themselves.
+    enum class Schema { migrated, empty };
+    explicit TestDatabase(std::string name, Schema schema = Schema::migrated);
     ~TestDatabase();
     const std::string& url() const { return url_; }
     const std::string& name() const { return name_; }
