@@ -402,6 +402,16 @@ std::vector<std::string> LiveConfig::reload(const Config& next) {
     merged.regions = old->regions;
     merged.drain.lease = old->drain.lease;
     merged.drain.shutdown_timeout = old->drain.shutdown_timeout;
+    // The new file may be consistent on its own and not with the values kept from the running
+    // one: a longer request_timeout with the longer lease it needs, say, would otherwise run
+    // against the old lease, and a shard could be claimed again while its request is still out.
+    try {
+        validate(merged);
+    } catch (const std::exception& e) {
+        throw std::runtime_error(std::string(e.what()) +
+                                 " with the values that need a restart kept from the running configuration "
+                                 "(drain.lease, listeners, database, TLS, regions); restart to apply them together");
+    }
     std::vector<std::string> kept;
     auto before = describe(*old), wanted = describe(next), after = describe(merged);
     for (std::size_t i = 0; i < wanted.size(); ++i) {

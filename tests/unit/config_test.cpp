@@ -203,3 +203,22 @@ TEST(Config, DescribeMasksSecrets) {
         }
     }
 }
+
+// A file that is consistent on its own can be inconsistent with what a reload keeps: a request
+// timeout raised together with the lease it needs would run against the old lease, and a shard
+// could be claimed again while its request is still out. Such a reload is refused whole.
+TEST(Config, AReloadIsCheckedWithTheValuesItKeeps) {
+    unsetenv("OUTBOXD_DATABASE_URL");
+    LiveConfig live(load_string("[drain]\nlease = \"4s\"\nrequest_timeout = \"1s\"\n"));
+    try {
+        live.reload(load_string("[drain]\nlease = \"20s\"\nrequest_timeout = \"6s\"\n"));
+        FAIL() << "reloaded a request timeout longer than half of the running lease";
+    } catch (const std::exception& e) {
+        std::string m = e.what();
+        EXPECT_NE(m.find("drain.request_timeout"), std::string::npos) << m;
+        EXPECT_NE(m.find("restart"), std::string::npos) << m;
+    }
+    EXPECT_EQ(live.get()->drain.request_timeout, std::chrono::seconds(1)) << "the running configuration stays";
+    EXPECT_NO_THROW(live.reload(load_string("[drain]\nlease = \"4s\"\nrequest_timeout = \"1500ms\"\n")));
+    EXPECT_EQ(live.get()->drain.request_timeout, std::chrono::milliseconds(1500));
+}
