@@ -142,6 +142,7 @@ void Drainer::claim_loop() {
     bool was_down = false;
     auto next_pause_refresh = std::chrono::steady_clock::time_point{};
     auto next_lease_sweep = std::chrono::steady_clock::time_point{};
+    auto next_lease_renewal = std::chrono::steady_clock::time_point{};
     bool want_claim = true;
     auto last_claim = std::chrono::steady_clock::time_point{};
     bool last_full = false;
@@ -191,8 +192,18 @@ void Drainer::claim_loop() {
                 next_pause_refresh = now + 500ms;
             }
             if (now >= next_lease_sweep) {
-                if (auto n = claimer.sweep_void_leases(); n > 0) spdlog::info("drain: removed void_leases={}", n);
+                // Mostly rows of shards that were released and emptied: routine, not a fault.
+                if (auto n = claimer.sweep_void_leases(); n > 0)
+                    spdlog::debug("drain: swept lease rows of empty shards rows={}", n);
                 next_lease_sweep = now + 30s;
+            }
+            // Runs stop starting rows at half their lease, but their outcomes, the lease's release
+            // included, may wait in the completer behind a lock (a DBA's LOCK TABLE, a CREATE
+            // INDEX) for longer than the lease. Held leases are renewed meanwhile, so the shard is
+            // not claimed again, and its delivered rows sent twice, while this session lives.
+            if (now >= next_lease_renewal) {
+                claimer.renew_leases(owner_, boot_->drain.lease);
+                next_lease_renewal = now + boot_->drain.lease / 4;
             }
             // Read afresh at each use: runs finish on other threads while this one waits and claims.
             auto free_slots = [&] { return cfg->drain.concurrency - in_flight_.load(); };

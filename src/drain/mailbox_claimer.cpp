@@ -142,6 +142,18 @@ std::vector<ShardRun> MailboxClaimer::claim(const ClaimParams& p) {
     return out;
 }
 
+std::int64_t MailboxClaimer::renew_leases(const std::string& owner, std::chrono::milliseconds lease) {
+    // Only this session's leases (pid): those of a lost session are void and must stay so. A
+    // lease row another transaction holds (the completer releasing it, a claim) is skipped, not
+    // waited for, so this cannot deadlock with either.
+    auto r = conn_.exec_prepared("outbox_renew_leases", R"(
+UPDATE outbox_lease l SET until = now() + $2::bigint * interval '1 millisecond'
+FROM (SELECT shard_key FROM outbox_lease WHERE owner = $1 AND pid = pg_backend_pid() FOR UPDATE SKIP LOCKED) mine
+WHERE l.shard_key = mine.shard_key)",
+                                 db::Params(owner, static_cast<std::int64_t>(lease.count())));
+    return r.affected();
+}
+
 std::int64_t MailboxClaimer::sweep_void_leases() {
     // Free or void lease rows of shards that have no rows left. (A void lease of a shard with rows
     // is simply overwritten by the next claim.) The DELETE re-checks `owner` on a row a claim

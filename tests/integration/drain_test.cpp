@@ -291,3 +291,31 @@ TEST(Drain, ClaimsStayFastWhenTheBacklogGrowsFromEmpty) {
     EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(30));
     EXPECT_EQ(out_of_order_mailboxes(us), 0);
 }
+
+// A DBA's lock (CREATE INDEX takes SHARE) lets claims and deliveries go on but holds the
+// completer's DELETE. The runs' leases must outlive that wait, or the next claim sends the
+// delivered rows again, with no crash anywhere.
+TEST(Drain, LeasesAreRenewedWhileOutcomesWaitBehindALock) {
+    TestDatabase db("drain_lease_renewal");
+    Receiver us;
+    seed_rows(db, "us", 3, 30);
+    outboxd::db::Connection dba(db.url(), "dba");
+    dba.exec("BEGIN");
+    dba.exec("LOCK TABLE control_outbox IN SHARE MODE");
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}},
+                             "[drain]\nlease = \"2s\"\nrequest_timeout = \"500ms\"\npoll_interval = \"100ms\"\n"
+                             "[apps]\nrequest_timeout = \"500ms\"\n");
+    Daemon d(cfg.toml, "lease-renewal");
+    ASSERT_TRUE(d.start()) << d.log();
+    ASSERT_TRUE(wait_until([&] { return us.ok().size() >= 30; }, 10s)) << d.log();
+    // Three leases long: without renewal each lapse would send the 30 rows again.
+    std::this_thread::sleep_for(6s);
+    EXPECT_EQ(us.requests().size(), 30u) << "rows sent again while their outcomes waited\n" << d.log();
+    dba.exec("COMMIT");
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 10s)) << d.log();
+    EXPECT_EQ(us.requests().size(), 30u);
+    EXPECT_EQ(delivered_bodies(us).size(), 30u);
+    EXPECT_EQ(out_of_order_mailboxes(us), 0);
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM outbox_lease WHERE owner IS NOT NULL"), "0") << "all released";
+    EXPECT_EQ(d.terminate(), 0);
+}

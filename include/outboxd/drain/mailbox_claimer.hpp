@@ -27,6 +27,10 @@ public:
     // Planner settings the claim statements need on their session (index paths only).
     static void configure_session(db::Connection& conn);
     std::vector<ShardRun> claim(const ClaimParams& p);
+    // Extends every lease this session holds (claimed, not yet released) to `lease` from now;
+    // returns how many. A finished run's outcomes wait in the completer until they are written,
+    // and if that waits on a lock past the lease, the next claim would send the same rows again.
+    std::int64_t renew_leases(const std::string& owner, std::chrono::milliseconds lease);
     // Deletes lease rows that are free or void and whose shard has no rows left; returns how many.
     std::int64_t sweep_void_leases();
     // (kind, name) pairs from outbox_pause.
