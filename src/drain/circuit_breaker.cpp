@@ -62,11 +62,19 @@ std::vector<std::string> CircuitBreakers::blocked(clock::time_point now) {
     return out;
 }
 
-bool CircuitBreakers::is_open(const std::string& region) {
+bool CircuitBreakers::reported_open(const std::string& region, clock::time_point now, std::chrono::milliseconds grace) {
     std::lock_guard lk(mu_);
     auto it = breakers_.find(region);
-    // Half-open counts as open: only the probe may go until it succeeds.
-    return it != breakers_.end() && it->second.state != State::closed;
+    if (it == breakers_.end()) return false;
+    switch (it->second.state) {
+        case State::closed:
+            return false;
+        case State::half_open:
+            return true;
+        case State::open:
+            return now < it->second.open_until + grace;
+    }
+    return false;
 }
 
 }  // namespace outboxd::drain

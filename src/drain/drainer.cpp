@@ -17,6 +17,15 @@ namespace outboxd::drain {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
+namespace {
+// How long after its open period a breaker that let no probe through still counts as open. While
+// rows of the region wait, claims come at least once per poll interval and one of them carries
+// the probe well within this.
+std::chrono::milliseconds circuit_grace(const config::Config& cfg) {
+    return std::max<std::chrono::milliseconds>(5s, cfg.drain.poll_interval * 2);
+}
+}  // namespace
+
 Drainer::Drainer(config::LiveConfig& live, asio::io_context& ioc, asio::thread_pool& blocking, http::Client& client,
                  metrics::Metrics& m, std::string owner, Completer::Extra completer_extra)
     : live_(live),
@@ -107,7 +116,8 @@ asio::awaitable<void> Drainer::deliver_run(ShardRun run, std::uint64_t session) 
         if (row.region) {
             bool failure = o.kind == Outcome::Kind::retry && o.region_failure;
             if (o.kind != Outcome::Kind::release) breakers_.record(*row.region, failure, std::chrono::steady_clock::now());
-            metrics_.circuit_open.with({*row.region}).set(breakers_.is_open(*row.region) ? 1 : 0);
+            auto after = std::chrono::steady_clock::now();
+            metrics_.circuit_open.with({*row.region}).set(breakers_.reported_open(*row.region, after, circuit_grace(*cfg)) ? 1 : 0);
         }
         std::string region = row.region.value_or("none");
         switch (o.kind) {
@@ -191,6 +201,9 @@ void Drainer::claim_loop() {
                 paused_ = std::move(p);
                 next_pause_refresh = now + 500ms;
             }
+            // Between deliveries too: a breaker with nothing left to probe is reported closed.
+            for (const auto& r : cfg->regions)
+                metrics_.circuit_open.with({r.name}).set(breakers_.reported_open(r.name, now, circuit_grace(*cfg)) ? 1 : 0);
             if (now >= next_lease_sweep) {
                 // Mostly rows of shards that were released and emptied: routine, not a fault.
                 if (auto n = claimer.sweep_void_leases(); n > 0)

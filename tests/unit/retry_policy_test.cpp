@@ -153,3 +153,20 @@ TEST(CircuitBreaker, OpenPeriodIsCapped) {
     EXPECT_FALSE(b.admit("us", t + 2999ms));
     EXPECT_TRUE(b.admit("us", t + 3001ms));
 }
+
+// The gauge behind the OutboxdRegionCircuitOpen alert: open while deliveries are held back or a
+// probe is out, but not forever on a daemon that has nothing left to probe with (another
+// daemon delivered the region's rows meanwhile).
+TEST(CircuitBreaker, ReportedOpenEndsWhenNothingWasLeftToProbe) {
+    CircuitBreakers b({1, 1000ms, 8000ms});
+    auto t = std::chrono::steady_clock::now();
+    EXPECT_FALSE(b.reported_open("us", t, 5000ms)) << "never used";
+    b.record("us", true, t);
+    EXPECT_TRUE(b.reported_open("us", t + 500ms, 5000ms)) << "open period";
+    EXPECT_TRUE(b.reported_open("us", t + 5999ms, 5000ms)) << "within the grace for a probe";
+    EXPECT_FALSE(b.reported_open("us", t + 6001ms, 5000ms)) << "no probe came: nothing to deliver here";
+    ASSERT_TRUE(b.admit("us", t + 7000ms)) << "a row arrives later: it is the probe";
+    EXPECT_TRUE(b.reported_open("us", t + 7000ms, 5000ms)) << "half-open while the probe is out";
+    b.record("us", false, t + 7100ms);
+    EXPECT_FALSE(b.reported_open("us", t + 7100ms, 5000ms)) << "closed";
+}

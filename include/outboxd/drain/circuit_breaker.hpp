@@ -25,8 +25,11 @@ public:
     void record(const std::string& region, bool region_failure, clock::time_point now);
     // Regions the claimer must skip now (open, or half-open with its probe in flight).
     std::vector<std::string> blocked(clock::time_point now);
-    // Not closed (open or half-open): what outboxd_region_circuit_open reports.
-    bool is_open(const std::string& region);
+    // What outboxd_region_circuit_open reports: half-open (a probe may go or is out), or open
+    // until `grace` after its open period. A breaker whose open period passed long ago has had
+    // nothing to probe with: this daemon has no rows for the region (another daemon may have
+    // delivered them all), so it holds nothing back and must not keep the alert firing.
+    bool reported_open(const std::string& region, clock::time_point now, std::chrono::milliseconds grace);
     void set_options(Options o);
 
 private:
