@@ -116,6 +116,8 @@ bool add_missing_reason_space(beast::flat_buffer& b) {
 
 using PlainStream = beast::tcp_stream;
 using TlsStream = beast::ssl_stream<beast::tcp_stream>;
+// What Beast's TLS stream writes of a buffer sequence as one piece (beast::flat_stream).
+constexpr std::size_t kTlsGatherLimit = 16 * 1024;
 
 // Bytes of an answer not yet parsed: the 64 KiB header limit and one read. Beast keeps a chunk
 // header or trailer line here until its end arrives, and neither limit of the parser counts those:
@@ -428,10 +430,29 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
     template <class Stream>
     awaitable<std::pair<beast::error_code, bool>> exchange(Stream& s, Connection& c, const std::string& head,
                                                            const std::string& body, OutboundResult& out) {
-        // One gather write: the head and the body leave in a single sendmsg.
-        std::array<asio::const_buffer, 2> wire{asio::buffer(head), asio::buffer(body)};
-        auto [wec, wn] = co_await asio::async_write(s, wire, tuple_awaitable);
-        (void)wn;
+        // One gather write: the head and the body leave in a single sendmsg. Not over TLS past
+        // 16 KiB: Beast's TLS stream copies a gather write into one record only up to that size,
+        // and beyond it writes what fits, then (the head consumed) a zero-length piece, which ends
+        // Asio's write loop without an error, the body unsent. Two writes there.
+        beast::error_code wec;
+        std::size_t wn = 0;
+        if (std::is_same_v<Stream, TlsStream> && head.size() + body.size() > kTlsGatherLimit) {
+            auto [hec, hn] = co_await asio::async_write(s, asio::buffer(head), tuple_awaitable);
+            wec = hec;
+            wn = hn;
+            if (!wec) {
+                auto [bec, bn] = co_await asio::async_write(s, asio::buffer(body), tuple_awaitable);
+                wec = bec;
+                wn += bn;
+            }
+        } else {
+            std::array<asio::const_buffer, 2> wire{asio::buffer(head), asio::buffer(body)};
+            auto [gec, gn] = co_await asio::async_write(s, wire, tuple_awaitable);
+            wec = gec;
+            wn = gn;
+        }
+        // A write that ends short without an error must not pass for a sent request.
+        if (!wec && wn != head.size() + body.size()) wec = asio::error::make_error_code(asio::error::connection_aborted);
         auto [rec, got] = co_await read_answer(s, c, out);
         if (wec) {
             // A peer may answer before it read the whole body (an early 413 or 401) and close,

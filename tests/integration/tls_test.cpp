@@ -148,6 +148,30 @@ TEST_F(Tls, DeliversOverVerifiedTlsReusingOneConnection) {
     EXPECT_EQ(d.terminate(), 0);
 }
 
+// Beast's TLS stream copies a gather write into one record only up to 16 KiB; past that it
+// writes what fits and, once the head has gone, a zero-length piece, which ends Asio's write loop
+// without an error. Bodies around and far over that size must arrive whole (GitHub pushes do).
+TEST_F(Tls, BodiesOverSixteenKibArriveWhole) {
+    TestDatabase db("tls_large_bodies");
+    Receiver us({}, cert("good"));
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}},
+                             trust_test_ca() + "[drain]\nrequest_timeout = \"2s\"\n[retry]\nmax_attempts = 2\n");
+    Daemon d(cfg.toml, "tls_large");
+    ASSERT_TRUE(d.start()) << d.log();
+    std::vector<std::size_t> sizes{16000, 16384 - 300, 16384, 16385, 20000, 100000, 1000000};
+    for (std::size_t i = 0; i < sizes.size(); ++i)
+        db.sql("INSERT INTO control_outbox (region_name, mailbox_name, request_path, request_body) "
+               "VALUES ('us', 'big:' || $1, '/hook', convert_to(repeat('x', $2::int), 'UTF8'))",
+               Params(static_cast<std::int64_t>(i), static_cast<std::int64_t>(sizes[i])));
+    ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 20s)) << d.log();
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox_dead"), "0") << d.log();
+    std::multiset<std::size_t> got;
+    for (const auto& r : us.ok()) got.insert(r.body.size());
+    EXPECT_EQ(got, std::multiset<std::size_t>(sizes.begin(), sizes.end()));
+    EXPECT_EQ(us.requests().size(), sizes.size()) << "each once, no timeouts and retries";
+    EXPECT_EQ(d.terminate(), 0);
+}
+
 // A ca_file that holds no certificate (here a private key) stops start-up with a message naming
 // tls.ca_file, before the database is touched: the database here does not exist.
 TEST_F(Tls, CaFileWithoutACertificateStopsStartUpNamingTheKey) {
