@@ -30,26 +30,29 @@ bool CircuitBreakers::admit(const std::string& region, clock::time_point now) {
     return true;
 }
 
-void CircuitBreakers::record(const std::string& region, bool region_failure, clock::time_point now) {
+CircuitBreakers::Change CircuitBreakers::record(const std::string& region, bool region_failure, clock::time_point now) {
     std::lock_guard lk(mu_);
     auto& b = breakers_[region];
     if (!region_failure) {
+        bool was_closed = b.state == State::closed;
         b = Breaker{};
-        return;
+        return was_closed ? Change::none : Change::closed;
     }
     if (b.state == State::half_open) {
         b.open_for = std::min(b.open_for * 2, opts_.max_open);
         b.state = State::open;
         b.open_until = now + b.open_for;
         b.probe_in_flight = false;
-        return;
+        return Change::reopened;
     }
-    if (b.state == State::open) return;  // a straggler that started before the circuit opened
+    if (b.state == State::open) return Change::none;  // a straggler that started before the circuit opened
     if (++b.consecutive >= opts_.failures_to_open) {
         b.state = State::open;
         b.open_for = opts_.first_open;
         b.open_until = now + b.open_for;
+        return Change::opened;
     }
+    return Change::none;
 }
 
 std::vector<std::string> CircuitBreakers::blocked(clock::time_point now) {

@@ -115,7 +115,24 @@ asio::awaitable<void> Drainer::deliver_run(ShardRun run, std::uint64_t session) 
         Outcome o = co_await deliverer_.deliver(row, policy, cfg);
         if (row.region) {
             bool failure = o.kind == Outcome::Kind::retry && o.region_failure;
-            if (o.kind != Outcome::Kind::release) breakers_.record(*row.region, failure, std::chrono::steady_clock::now());
+            if (o.kind != Outcome::Kind::release) {
+                switch (breakers_.record(*row.region, failure, std::chrono::steady_clock::now())) {
+                    case CircuitBreakers::Change::none:
+                        break;
+                    case CircuitBreakers::Change::opened:
+                        spdlog::warn("drain: region={} circuit opened after {} failures in a row; deliveries paused, "
+                                     "probing again in {}ms error=\"{}\"",
+                                     *row.region, cfg->drain.circuit_failures, cfg->drain.circuit_open.count(), o.error);
+                        break;
+                    case CircuitBreakers::Change::reopened:
+                        spdlog::info("drain: region={} circuit probe failed; open again error=\"{}\"", *row.region,
+                                     o.error);
+                        break;
+                    case CircuitBreakers::Change::closed:
+                        spdlog::info("drain: region={} circuit closed; deliveries resume", *row.region);
+                        break;
+                }
+            }
             auto after = std::chrono::steady_clock::now();
             metrics_.circuit_open.with({*row.region}).set(breakers_.reported_open(*row.region, after, circuit_grace(*cfg)) ? 1 : 0);
         }

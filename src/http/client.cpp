@@ -405,6 +405,8 @@ struct Client::Impl : std::enable_shared_from_this<Client::Impl> {
             if (hec == beast::error::timeout) {
                 out.failure = FailureKind::timeout;
                 out.error = "tls " + d.key() + ": handshake timed out after " + std::to_string(req.timeout.count()) + "ms";
+                if (metrics) metrics->tls_errors.with({d.host}).inc();
+                note_tls_failure(d.key(), "handshake timed out");
                 co_return nullptr;
             }
             out.failure = FailureKind::tls;

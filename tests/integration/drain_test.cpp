@@ -246,6 +246,14 @@ TEST(Drain, DeadRegionOpensTheCircuitAndRecovers) {
     ASSERT_TRUE(wait_until([&] { return db.scalar("SELECT count(*) FROM control_outbox") == "0"; }, 20s)) << d.log();
     EXPECT_EQ(metric_value(cfg.metrics, "outboxd_region_circuit_open", "region=\"us\""), 0);
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox_dead"), "0");
+    // The runbook's `grep region=us` finds why, at the default level, without a line per retry.
+    auto log = d.log();
+    EXPECT_NE(log.find("level=warning drain: region=us circuit opened after 5 failures"), std::string::npos) << log;
+    EXPECT_NE(log.find("level=info drain: region=us circuit closed"), std::string::npos) << log;
+    auto retry_lines = count_of(log, "region=us retry");
+    EXPECT_GE(retry_lines, 1u) << log;
+    EXPECT_LE(retry_lines, 12u) << "at most one retry line a second per region";
+    EXPECT_NE(log.find("status=503"), std::string::npos) << log;
 }
 
 TEST(Drain, OrderHoldsWithFourDaemonsAndThirtyPercentFailures) {

@@ -13,12 +13,6 @@ using outboxd::db::Params;
 
 namespace {
 
-std::size_t count_of(const std::string& text, const std::string& needle) {
-    std::size_t n = 0;
-    for (auto p = text.find(needle); p != std::string::npos; p = text.find(needle, p + needle.size())) ++n;
-    return n;
-}
-
 // Rows straight into the outbox, one mailbox: body = "<mailbox>#<seq>".
 void seed_rows(TestDatabase& db, const std::string& region, const std::string& mailbox, int rows) {
     db.sql("INSERT INTO control_outbox (region_name, mailbox_name, request_path, request_body) "

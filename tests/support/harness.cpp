@@ -116,6 +116,12 @@ void TestDatabase::seed_integration(std::int64_t id, const std::string& provider
     }
 }
 
+std::size_t count_of(const std::string& text, const std::string& needle) {
+    std::size_t n = 0;
+    for (auto p = text.find(needle); p != std::string::npos; p = text.find(needle, p + needle.size())) ++n;
+    return n;
+}
+
 // A port for a daemon to listen on later. Not from the kernel's ephemeral range (32768-60999 here):
 // any outgoing connection made before the daemon binds could take such a port as its local one,
 // and the daemon then fails with "address already in use".

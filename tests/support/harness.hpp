@@ -103,6 +103,9 @@ private:
 
 unsigned short free_port();
 
+// How often `needle` occurs in `text` (log lines in a daemon's log, say).
+std::size_t count_of(const std::string& text, const std::string& needle);
+
 // build/outboxd with a config written from `toml` (the [database] url is filled in).
 class Daemon {
 public:

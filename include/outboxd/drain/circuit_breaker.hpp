@@ -22,7 +22,9 @@ public:
 
     // May a delivery to `region` start now? In half-open state only one probe is let through.
     bool admit(const std::string& region, clock::time_point now);
-    void record(const std::string& region, bool region_failure, clock::time_point now);
+    // What an outcome did to the region's circuit, for the log: operators grep a region's lines.
+    enum class Change { none, opened, reopened, closed };
+    Change record(const std::string& region, bool region_failure, clock::time_point now);
     // Regions the claimer must skip now (open, or half-open with its probe in flight).
     std::vector<std::string> blocked(clock::time_point now);
     // What outboxd_region_circuit_open reports: half-open (a probe may go or is out), or open
