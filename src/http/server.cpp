@@ -249,11 +249,26 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
 
     awaitable<void> accept_loop() {
         auto self = shared_from_this();
+        asio::steady_timer pause(acceptor.get_executor());
+        auto last_log = std::chrono::steady_clock::time_point{};
+        std::uint64_t failures = 0;
         while (!stopping) {
             auto [ec, sock] = co_await acceptor.async_accept(asio::make_strand(ioc), tuple_awaitable);
             if (ec) {
                 if (stopping || ec == asio::error::operation_aborted) co_return;
-                spdlog::warn("{}: accept failed error=\"{}\"", opts.name, ec.message());
+                // Out of descriptors (EMFILE) or kernel memory, the pending connection stays in
+                // the backlog and the socket stays readable: accepting again at once spun a core
+                // and wrote hundreds of thousands of lines a second. Wait, and say so once a second.
+                ++failures;
+                auto now = std::chrono::steady_clock::now();
+                if (now - last_log >= std::chrono::seconds(1)) {
+                    spdlog::warn("{}: accept failed error=\"{}\" failures={}; retrying every 100ms", opts.name,
+                                 ec.message(), failures);
+                    last_log = now;
+                    failures = 0;
+                }
+                pause.expires_after(std::chrono::milliseconds(100));
+                co_await pause.async_wait(tuple_awaitable);
                 continue;
             }
             auto ex = sock.get_executor();

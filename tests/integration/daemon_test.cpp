@@ -1,7 +1,14 @@
 // The daemon as systemd and a load balancer see it: signals that come while it starts, /readyz
 // after the server ended an idle session, listen addresses written as names.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
 
 #include "outboxd/db/connection.hpp"
 #include "support/harness.hpp"
@@ -63,4 +70,50 @@ TEST(Daemon, ListenAddressesMayBeNames) {
     ASSERT_TRUE(d.start()) << d.log();
     EXPECT_EQ(http_request("GET", "127.0.0.1", cfg.ingress, "/healthz").status, 200);
     EXPECT_EQ(http_request("GET", "127.0.0.1", cfg.metrics, "/healthz").status, 200);
+}
+
+namespace {
+double cpu_seconds_of(int pid) {
+    std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+    std::string line;
+    std::getline(f, line);
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string field;
+    long ticks = 0;
+    for (int i = 3; i <= 15 && fields >> field; ++i)
+        if (i == 14 || i == 15) ticks += std::atol(field.c_str());
+    return double(ticks) / double(sysconf(_SC_CLK_TCK));
+}
+}  // namespace
+
+// Out of descriptors, accept() fails at once, every time, while connections wait in the backlog:
+// the listener must pause between tries (it spun a core and wrote 330,000 lines a second) and
+// serve again once descriptors are free.
+TEST(Daemon, RunningOutOfDescriptorsNeitherSpinsNorFloodsTheLog) {
+    TestDatabase db("daemon_emfile");
+    auto cfg = daemon_config(db.url(), {{"us", "http://127.0.0.1:1"}});
+    Daemon d(cfg.toml, "emfile");
+    d.set_open_file_limit(128);
+    ASSERT_TRUE(d.start()) << d.log();
+    std::vector<int> held;
+    for (int i = 0; i < 200; ++i) {
+        int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(cfg.ingress);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ASSERT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a), 0);
+        held.push_back(fd);
+    }
+    ASSERT_TRUE(wait_until([&] { return d.log().find("accept failed") != std::string::npos; }, 10s))
+        << "the limit was not reached; the test needs a lower one\n" << d.log();
+    double before = cpu_seconds_of(d.pid());
+    auto lines_before = count_of(d.log(), "accept failed");
+    std::this_thread::sleep_for(2s);  // the window measured
+    EXPECT_LT(cpu_seconds_of(d.pid()) - before, 0.5) << "CPU seconds in 2 s out of descriptors";
+    EXPECT_LE(count_of(d.log(), "accept failed") - lines_before, 4u) << "about one line a second";
+    for (int fd : held) ::close(fd);
+    EXPECT_TRUE(wait_until([&] { return http_request("GET", "127.0.0.1", cfg.ingress, "/healthz").status == 200; }, 10s))
+        << d.log();
+    EXPECT_EQ(d.terminate(), 0);
 }

@@ -4,6 +4,7 @@
 
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -390,6 +391,10 @@ bool Daemon::start(std::chrono::milliseconds timeout) {
     pid_ = fork();
     if (pid_ == 0) {
         setsid();
+        if (open_files_ > 0) {
+            rlimit lim{open_files_, open_files_};
+            setrlimit(RLIMIT_NOFILE, &lim);
+        }
         FILE* f = fopen(log_path_.c_str(), "a");
         if (f) {
             dup2(fileno(f), 1);

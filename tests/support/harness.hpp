@@ -124,11 +124,15 @@ public:
     // Rewrites the config file (then signal(SIGHUP) to apply).
     void rewrite_config(const std::string& toml);
     const std::string& config_path() const { return config_path_; }
+    int pid() const { return pid_; }
+    // RLIMIT_NOFILE for the next start() (0: inherited).
+    void set_open_file_limit(unsigned long n) { open_files_ = n; }
     std::string log();
 
 private:
     std::string config_path_, log_path_;
     int pid_ = -1;
+    unsigned long open_files_ = 0;
 };
 
 // Plain HTTP client for tests (no keep-alive): returns status and body; status 0 on failure.
