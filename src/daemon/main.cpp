@@ -146,6 +146,7 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
 
     auto ready = [&] {
         if (!database_ready(pool)) return text(503, "database unreachable\n");
+        if (writer && writer->connected_sessions() == 0) return text(503, "outbox writer not connected\n");
         if (drainer && !drainer->healthy()) return text(503, "drainer not connected\n");
         return text(200, "ready\n");
     };

@@ -117,6 +117,7 @@ void OutboxWriter::stop() {
         stopping_ = true;
     }
     cv_.notify_all();
+    stop_cv_.notify_all();
     for (auto& t : threads_)
         if (t.joinable()) t.join();
 }
@@ -143,19 +144,85 @@ void OutboxWriter::write_async(std::vector<NewRow> rows, std::function<void(Writ
 
 void OutboxWriter::run() {
     Session session;
+    bool counted = false;  // this thread's share of connected_
+    auto backoff = std::chrono::milliseconds(100);
+    bool logged_down = false;
+    auto account = [&] {
+        bool now = session && session->ok();
+        if (now != counted) connected_.fetch_add(now ? 1 : -1);
+        counted = now;
+    };
+    // Opens a session if there is none (or it ended while idle). A writer that cannot (the
+    // server at max_connections, its session killed) used to answer its whole batch 503 while
+    // the other writer's session worked: it now hands `batch` back to the queue for a writer
+    // that has a session, and only when none has are the requests answered 503 at once (not
+    // after a provider's timeout). Then it waits out a backoff. False when there is no session.
+    auto open = [&](std::vector<Pending>& batch) {
+        if (session && session->alive()) return true;
+        session.reset();
+        try {
+            connect(session);
+            account();
+            if (logged_down) spdlog::info("outbox_writer: session open again");
+            logged_down = false;
+            backoff = std::chrono::milliseconds(100);
+            return true;
+        } catch (const std::exception& e) {
+            session.reset();
+            account();
+            metrics_.db_errors.with({"outbox_writer"}).inc();
+            if (!logged_down)
+                spdlog::error("outbox_writer: cannot open a session, retrying with backoff error=\"{}\"", e.what());
+            logged_down = true;
+        }
+        std::vector<Pending> refused;
+        {
+            std::unique_lock lk(mu_);
+            if (connected_.load() > 0 && !stopping_) {
+                for (auto it = batch.rbegin(); it != batch.rend(); ++it) queue_.push_front(std::move(*it));
+                batch.clear();
+                cv_.notify_one();
+            } else {
+                refused = std::move(batch);
+                batch.clear();
+                while (!queue_.empty()) {
+                    refused.push_back(std::move(queue_.front()));
+                    queue_.pop_front();
+                }
+            }
+        }
+        for (auto& p : refused) p.done(WriteStatus::failed);
+        std::unique_lock lk(mu_);
+        // Not on cv_: a request's notify_one could wake this thread instead of a writer that
+        // has a session, and be lost.
+        stop_cv_.wait_for(lk, backoff, [&] { return stopping_; });
+        backoff = std::min(backoff * 2, std::chrono::milliseconds(2000));
+        return false;
+    };
     while (true) {
+        // Connected before the first request, so /readyz can tell.
+        std::vector<Pending> none;
+        if (!session && !open(none)) {
+            std::lock_guard lk(mu_);
+            if (stopping_) break;
+            continue;
+        }
         std::vector<Pending> batch;
         {
             std::unique_lock lk(mu_);
             cv_.wait(lk, [&] { return stopping_ || !queue_.empty(); });
-            if (queue_.empty()) return;  // stopping and drained
+            if (queue_.empty()) break;  // stopping and drained
             while (!queue_.empty() && batch.size() < max_batch_) {
                 batch.push_back(std::move(queue_.front()));
                 queue_.pop_front();
             }
         }
+        if (!session->alive() && !open(batch)) continue;
         flush(session, batch);
+        account();
     }
+    session.reset();
+    account();
 }
 
 void OutboxWriter::connect(Session& s) {

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cstdlib>
 
 #include "outboxd/ingress/parser.hpp"
 #include "support/harness.hpp"
@@ -210,5 +211,74 @@ TEST(GithubEndToEnd, ALargeBodyIsStoredLz4CompressedAndForwardedByteForByte) {
     hold = false;
     ASSERT_TRUE(wait_until([&] { return us.ok().size() == 1; }, 10s)) << d.log();
     EXPECT_EQ(us.ok().at(0).body, body);
+    EXPECT_EQ(d.terminate(), 0);
+}
+
+// The server at its connection limit and one writer session killed: that writer cannot open
+// another. It used to take its share of the requests anyway and answer them 503 (half of all
+// webhooks) while the other writer's session worked, with /readyz at 200.
+TEST(GithubEndToEnd, AWriterThatCannotReconnectLeavesItsRequestsToTheOther) {
+    TestDatabase db("github_writer_slot");
+    db.seed_integration(7, "github", "4242", {"us"});
+    db.sql("DROP ROLE IF EXISTS outboxd_limited");
+    db.sql("CREATE ROLE outboxd_limited LOGIN PASSWORD 'pw'");  // not a superuser: limits apply
+    db.sql("GRANT ALL ON ALL TABLES IN SCHEMA public TO outboxd_limited");
+    db.sql("GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO outboxd_limited");
+    const char* host = std::getenv("PGHOST");
+    const char* port = std::getenv("PGPORT");
+    std::string url = "postgresql://outboxd_limited:pw@" + std::string(host ? host : "localhost") + ":" +
+                      std::string(port ? port : "5432") + "/" + db.name();
+    Receiver us;
+    auto ingress = free_port(), metrics = free_port();
+    std::string cfg = config_for(db, ingress, metrics, {{"us", us.url()}});
+    cfg.replace(cfg.find(db.url()), db.url().size(), url);
+    Daemon d(cfg, "writer_slot");
+    ASSERT_TRUE(d.start()) << d.log();
+    for (int i = 0; i < 3; ++i) ASSERT_EQ(post_webhook(ingress).status, 202);
+
+    auto sessions = [&](const std::string& app) {
+        return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = 'outboxd_limited' AND application_name = '" +
+                         app + "'");
+    };
+    ASSERT_EQ(sessions("outboxd-writer"), "2");
+    db.sql("ALTER ROLE outboxd_limited CONNECTION LIMIT " +
+           db.scalar("SELECT count(*) FROM pg_stat_activity WHERE usename = 'outboxd_limited'"));
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'outboxd_limited' "
+           "AND application_name = 'outboxd-writer' LIMIT 1");
+    ASSERT_TRUE(wait_until([&] { return sessions("outboxd-writer") == "1"; }, 5s));
+    // Takes the freed slot (the terminated backend may hold it for a moment yet).
+    auto take_slot = [&](std::optional<outboxd::db::Connection>& c) {
+        return wait_until([&] {
+            try {
+                c.emplace(url, "slot-taker");
+                return true;
+            } catch (const outboxd::db::Error&) {
+                return false;
+            }
+        }, 5s);
+    };
+    std::optional<outboxd::db::Connection> slot_taker, slot_taker2;
+    ASSERT_TRUE(take_slot(slot_taker));
+
+    int accepted = 0;
+    for (int i = 0; i < 10; ++i) accepted += post_webhook(ingress).status == 202;
+    EXPECT_EQ(accepted, 10) << d.log();
+    EXPECT_EQ(http_request("GET", "127.0.0.1", metrics, "/readyz").status, 200) << "one writer session is enough";
+
+    // The last writer session too: nothing can be stored now, and /readyz says why.
+    db.sql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = 'outboxd_limited' "
+           "AND application_name = 'outboxd-writer'");
+    ASSERT_TRUE(wait_until([&] { return sessions("outboxd-writer") == "0"; }, 5s));
+    ASSERT_TRUE(take_slot(slot_taker2));
+    EXPECT_EQ(post_webhook(ingress).status, 503);
+    auto ready = http_request("GET", "127.0.0.1", metrics, "/readyz");
+    EXPECT_EQ(ready.status, 503);
+    EXPECT_EQ(ready.body, "outbox writer not connected\n");
+    EXPECT_NE(d.log().find("outbox_writer: cannot open a session"), std::string::npos) << d.log();
+    EXPECT_EQ(count_of(d.log(), "outbox_writer: cannot open a session"), 2u) << "once per writer, not per retry";
+
+    db.sql("ALTER ROLE outboxd_limited CONNECTION LIMIT -1");
+    EXPECT_TRUE(wait_until([&] { return post_webhook(ingress).status == 202; }, 10s)) << d.log();
+    EXPECT_TRUE(wait_until([&] { return us.ok().size() == 14; }, 10s)) << d.log();
     EXPECT_EQ(d.terminate(), 0);
 }

@@ -1,6 +1,7 @@
 // Persists outbox rows with group commit: concurrent ingress requests are gathered into one
 // transaction, and each caller is answered only after that transaction committed.
 #pragma once
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -45,6 +46,8 @@ public:
     std::future<WriteStatus> write(std::vector<NewRow> rows);
     // Convenience: write and wait.
     WriteStatus write_and_wait(std::vector<NewRow> rows) { return write(std::move(rows)).get(); }
+    // Writer sessions open now; /readyz is false at 0 (every webhook would be answered 503).
+    int connected_sessions() const { return connected_.load(); }
     // Queues the rows of one request; `done` runs on the writer's thread after COMMIT (or failure),
     // so it must only hand the result on (post it to an executor), never block.
     void write_async(std::vector<NewRow> rows, std::function<void(WriteStatus)> done);
@@ -67,9 +70,11 @@ private:
     std::size_t max_batch_;
     std::mutex mu_;
     std::condition_variable cv_;
+    std::condition_variable stop_cv_;  // a writer without a session waits out its backoff on this
     std::deque<Pending> queue_;
     bool stopping_ = false;
     std::vector<std::thread> threads_;
+    std::atomic<int> connected_{0};
 };
 
 // The stored form of request_headers: a JSON array of [name, value] pairs, in order.
