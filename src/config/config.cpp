@@ -175,7 +175,13 @@ void check_url(const std::string& key, const std::string& url, std::initializer_
     auto u = boost::urls::parse_uri(url);
     bool scheme_ok = false;
     if (u)
-        for (auto sc : schemes) scheme_ok = scheme_ok || u->scheme() == sc;
+        for (auto sc : schemes) {
+            // Schemes are case-insensitive (RFC 3986 3.1).
+            auto given = u->scheme();
+            scheme_ok = scheme_ok || std::equal(given.begin(), given.end(), sc.begin(), sc.end(), [](char a, char b) {
+                            return std::tolower(static_cast<unsigned char>(a)) == b;
+                        });
+        }
     if (!scheme_ok) bad(key, "must start with " + names);
     if (!u->has_authority() || u->encoded_host().empty()) bad(key, "'" + url + "' names no host");
     if (u->has_query() || u->has_fragment()) bad(key, "'" + url + "' must not carry a query or fragment");

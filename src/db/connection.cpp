@@ -1,6 +1,8 @@
 // libpq wrapper: the only file that calls PQexec*, so error handling and reconnects live here once.
 #include "outboxd/db/connection.hpp"
 
+#include <spdlog/spdlog.h>
+
 #include <poll.h>
 
 #include <bit>
@@ -180,6 +182,27 @@ Connection::~Connection() {
     if (conn_) PQfinish(conn_);
 }
 
+namespace {
+// libpq's messages span lines ("...\n\tIs the server running...", "DETAIL:  ...") and quote names
+// with double quotes; logged as error="..." they broke the key=value line in two and its quoting.
+std::string one_line(std::string msg) {
+    std::string out;
+    out.reserve(msg.size());
+    bool space = false;
+    for (char c : msg) {
+        if (c == '\n' || c == '\r' || c == '\t') {
+            space = true;
+            continue;
+        }
+        if (space && !out.empty() && out.back() != ' ') out.push_back(' ');
+        space = false;
+        out.push_back(c == '"' ? '\'' : c);
+    }
+    while (!out.empty() && out.back() == ' ') out.pop_back();
+    return out;
+}
+}  // namespace
+
 void Connection::connect() {
     if (conn_) PQfinish(conn_);
     prepared_.clear();
@@ -192,8 +215,17 @@ void Connection::connect() {
         // A failed PGconn still owns memory, and a throwing constructor runs no destructor.
         PQfinish(conn_);
         conn_ = nullptr;
-        throw Error("database connection failed: " + msg, "", true);
+        throw Error("database connection failed: " + one_line(std::move(msg)), "", true);
     }
+    // What the server says outside a statement ("terminating connection due to administrator
+    // command" before a close) went to stderr as a bare line; it belongs in the log, as one line.
+    PQsetNoticeProcessor(
+        conn_,
+        [](void* app, const char* message) {
+            spdlog::info("database: server notice session={} message=\"{}\"", static_cast<const char*>(app),
+                         one_line(message));
+        },
+        const_cast<char*>(application_name_.c_str()));
 }
 
 void Connection::reset() { connect(); }
@@ -219,7 +251,7 @@ Result Connection::check(PGresult* r, std::string_view what) {
     bool lost = !conn_ || PQstatus(conn_) != CONNECTION_OK;
     // 57P01 admin shutdown, 57P02 crash shutdown, 57P03 cannot connect now: the session is gone.
     if (state.rfind("57P0", 0) == 0 || state.rfind("08", 0) == 0) lost = true;
-    throw Error(std::string(what) + ": " + msg, state, lost);
+    throw Error(std::string(what) + ": " + one_line(std::move(msg)), state, lost);
 }
 
 Result Connection::exec(std::string_view sql, const Params& params) {

@@ -86,9 +86,10 @@ std::optional<Destination> parse_url(const std::string& url) {
     auto r = boost::urls::parse_uri(origin);
     if (!r || r->has_query() || r->has_fragment() || !r->encoded_path().empty()) return std::nullopt;
     Destination d;
-    auto scheme = r->scheme();
-    if (scheme == "https") d.tls = true;
-    else if (scheme != "http") return std::nullopt;
+    // Schemes are case-insensitive (RFC 3986 3.1): an app's HTTPS://… is an https URL.
+    auto scheme = r->scheme_id();
+    if (scheme == boost::urls::scheme::https) d.tls = true;
+    else if (scheme != boost::urls::scheme::http) return std::nullopt;
     d.host = std::string(r->host_address());
     if (d.host.empty()) return std::nullopt;
     if (d.host.size() > 2 && d.host.front() == '[') d.host = d.host.substr(1, d.host.size() - 2);

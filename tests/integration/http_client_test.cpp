@@ -398,3 +398,16 @@ TEST(HttpClient, PooledConnectionsNeverBypassThePrivateAddressGuard) {
     EXPECT_EQ(send_one(ioc, client, r.url()).status, 200) << "region deliveries still reuse their connection";
     EXPECT_EQ(r.connections(), 1u);
 }
+
+// Schemes are case-insensitive (RFC 3986 3.1): an app whose webhook_url reads HTTP://… was
+// dead-lettered as a bad destination URL.
+TEST(HttpClient, TheSchemeIsReadWhateverItsCase) {
+    Receiver r;
+    boost::asio::io_context ioc;
+    http::Client client(ioc, http::ClientOptions{});
+    auto url = r.url();
+    ASSERT_EQ(url.rfind("http://", 0), 0u);
+    EXPECT_EQ(send_one(ioc, client, "HTTP://" + url.substr(7)).status, 200);
+    EXPECT_EQ(send_one(ioc, client, "Http://" + url.substr(7)).status, 200);
+    EXPECT_EQ(r.ok().size(), 2u);
+}

@@ -386,11 +386,16 @@ TEST_F(Tls, IngressServesHttpsAndForwards) {
 TEST_F(Tls, UnusableIngressKeyOrCertificateStopsStartUp) {
     TestDatabase db("tls_bad_key");
     std::ofstream(file("garbage.key")) << "not a key\n";
+    // An encrypted key: OpenSSL prompted for its passphrase on the terminal (a start with one hung).
+    auto [erc, eout] = run_command("openssl pkey -in " + file("good.key") + " -aes256 -passout pass:secret -out " +
+                                   file("encrypted.key"));
+    ASSERT_EQ(erc, 0) << eout;
     struct Case {
         std::string cert, key, names;
     };
     for (const auto& c : {Case{file("good.pem"), file("missing.key"), "ingress.tls_key"},
                           Case{file("good.pem"), file("garbage.key"), "ingress.tls_key"},
+                          Case{file("good.pem"), file("encrypted.key"), "ingress.tls_key: cannot load"},
                           Case{file("missing.pem"), file("good.key"), "ingress.tls_cert"}}) {
         SCOPED_TRACE(c.cert + " " + c.key);
         auto cfg = daemon_config(db.url(), {{"us", "https://localhost:9"}});
@@ -400,5 +405,9 @@ TEST_F(Tls, UnusableIngressKeyOrCertificateStopsStartUp) {
         EXPECT_EQ(rc, 1) << out;
         EXPECT_NE(out.find(c.names), std::string::npos) << out;
         EXPECT_EQ(http_request("GET", "127.0.0.1", cfg.metrics, "/readyz").status, 0) << "not left running";
+        if (c.key == file("encrypted.key")) {
+            EXPECT_NE(out.find("the key is encrypted"), std::string::npos) << out;
+            EXPECT_EQ(out.find("pass phrase"), std::string::npos) << "no prompt\n" << out;
+        }
     }
 }

@@ -222,3 +222,9 @@ TEST(Config, AReloadIsCheckedWithTheValuesItKeeps) {
     EXPECT_NO_THROW(live.reload(load_string("[drain]\nlease = \"4s\"\nrequest_timeout = \"1500ms\"\n")));
     EXPECT_EQ(live.get()->drain.request_timeout, std::chrono::milliseconds(1500));
 }
+
+TEST(Config, UrlSchemesAreCaseInsensitive) {
+    EXPECT_EQ(message_of("[[region]]\nname = \"eu\"\nurl = \"HTTPS://eu.example.com\"\nsecret = \"s\"\n"), "");
+    EXPECT_NE(message_of("[[region]]\nname = \"eu\"\nurl = \"ftp://eu.example.com\"\nsecret = \"s\"\n").find("region"),
+              std::string::npos);
+}

@@ -199,3 +199,19 @@ TEST(OutboundRequestHead, NothingCanSmuggleASecondRequest) {
     EXPECT_FALSE(http::request_head("POST", "/a\r\nX: y", "h", {}, {}, 0));
     EXPECT_FALSE(http::request_head("", "/", "h", {}, {}, 0));
 }
+
+// libpq's messages span lines and double-quote names; the daemon logs them as error="…", which
+// they broke in two. Errors carry them as one line, quotes made single.
+TEST(DbError, MessagesAreOneLogfmtSafeLine) {
+    try {
+        outboxd::db::Connection c("postgresql://127.0.0.1:1/nowhere", "test");
+        FAIL() << "connected to port 1";
+    } catch (const outboxd::db::Error& e) {
+        std::string m = e.what();
+        EXPECT_NE(m.find("database connection failed"), std::string::npos) << m;
+        EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+        EXPECT_EQ(m.find('\t'), std::string::npos) << m;
+        EXPECT_EQ(m.find('"'), std::string::npos) << m;
+        EXPECT_TRUE(e.connection_lost());
+    }
+}
