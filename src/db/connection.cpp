@@ -217,6 +217,9 @@ void Connection::connect() {
         conn_ = nullptr;
         throw Error("database connection failed: " + one_line(std::move(msg)), "", true);
     }
+    cancel_ = std::shared_ptr<PGcancel>(PQgetCancel(conn_), [](PGcancel* c) {
+        if (c) PQfreeCancel(c);
+    });
     // What the server says outside a statement ("terminating connection due to administrator
     // command" before a close) went to stderr as a bare line; it belongs in the log, as one line.
     PQsetNoticeProcessor(
@@ -229,6 +232,12 @@ void Connection::connect() {
 }
 
 void Connection::reset() { connect(); }
+
+bool CancelHandle::cancel() const {
+    if (!c_) return false;
+    char err[256];
+    return PQcancel(c_.get(), err, sizeof err) == 1;
+}
 
 void Connection::rollback() noexcept {
     if (!ok()) return;

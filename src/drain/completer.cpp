@@ -70,13 +70,21 @@ bool Completer::drain(std::chrono::milliseconds timeout) {
 
 void Completer::stop(std::chrono::milliseconds timeout) {
     if (!thread_.joinable()) return;
-    drain(timeout);
+    bool drained = drain(timeout);
     {
         std::lock_guard lk(mu_);
         stopping_ = true;
     }
     cv_.notify_all();
     room_.notify_all();
+    if (!drained) {
+        // A flush waiting on a lock (a DBA's LOCK TABLE) would hold the join, and the exit, past
+        // every deadline: its statement is cancelled and its outcomes given up (the leases lapse,
+        // the rows are delivered again: at least once).
+        spdlog::warn("completer: outcomes still unwritten at shutdown; cancelling the pending write");
+        std::lock_guard lk(cancel_mu_);
+        cancel_.cancel();
+    }
     thread_.join();
 }
 
@@ -99,8 +107,15 @@ void Completer::run() {
         }
         room_.notify_all();
         try {
-            if (!conn || !conn->ok()) {
+            // alive(): a session the server ended while idle (a restart) is noticed before the
+            // flush, which otherwise failed once on it and logged an outage that was over.
+            if (!conn || !conn->alive()) {
+                conn.reset();
                 conn.emplace(conninfo_, "outboxd-completer");
+                {
+                    std::lock_guard lk(cancel_mu_);
+                    cancel_ = conn->cancel_handle();
+                }
                 // After five executions PostgreSQL may keep a generic plan, and one made while the
                 // outbox was empty deletes by id with a sequential scan, reading the whole table
                 // on every flush once it has grown, until an autoanalyze replans it. Plan each

@@ -71,8 +71,13 @@ void Drainer::start() {
 }
 
 bool Drainer::alive() const {
+    auto now = std::chrono::steady_clock::now();
     auto last = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(last_loop_ns_.load()));
-    return std::chrono::steady_clock::now() - last < live_.get()->drain.poll_interval * 3 + 10s;
+    if (now - last < live_.get()->drain.poll_interval * 3 + 10s) return true;
+    // Waiting on the database (a DBA's lock, a claim slowed by a pinned horizon) for up to ten
+    // minutes: a restart by the watchdog would not end the wait, only the deliveries in flight.
+    auto since = db_since_ns_.load();
+    return since != 0 && now - std::chrono::steady_clock::time_point(std::chrono::nanoseconds(since)) < 10min;
 }
 
 bool Drainer::healthy() const { return connected_.load() && alive(); }
@@ -98,6 +103,15 @@ void Drainer::stop() {
     // The claimer's session is the lease's liveness: closing it frees whatever is still claimed,
     // so it is closed only now, after the runs ended and their outcomes were written.
     release_session_ = true;
+    // The claimer may be waiting on the database (a DBA's LOCK TABLE outbox_lease): it gets until
+    // the shutdown deadline, at least a second, then its statement is cancelled.
+    auto join_deadline = std::max(deadline, std::chrono::steady_clock::now() + 1s);
+    while (!claimer_done_.load() && std::chrono::steady_clock::now() < join_deadline) std::this_thread::sleep_for(20ms);
+    if (!claimer_done_.load()) {
+        spdlog::warn("drain: the claimer is still waiting on the database at shutdown; cancelling its statement");
+        std::lock_guard lk(cancel_mu_);
+        claimer_cancel_.cancel();
+    }
     claimer_.join();
 }
 
@@ -193,11 +207,16 @@ void Drainer::claim_loop() {
             breakers_.set_options({cfg->drain.circuit_failures, cfg->drain.circuit_open, cfg->drain.circuit_max_open});
             applied = cfg;
         }
+        db_since_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
         try {
             if (!conn || !conn->ok()) {
                 connected_ = false;
                 if (conn) lose_session();
                 conn.emplace(boot_->database.url, "outboxd-claimer");
+                {
+                    std::lock_guard lk(cancel_mu_);
+                    claimer_cancel_ = conn->cancel_handle();
+                }
                 MailboxClaimer::configure_session(*conn);
                 conn->exec("LISTEN outboxd_outbox");
                 if (was_down) spdlog::info("drain: database reachable again");
@@ -279,6 +298,7 @@ void Drainer::claim_loop() {
                                    asio::detached);
                 }
             }
+            db_since_ns_ = 0;
             // Sleep until a NOTIFY, a wake (capacity or flush), or the poll interval.
             pollfd fds[2] = {{conn->socket(), POLLIN, 0}, {wake_fd_, POLLIN, 0}};
             bool more = full && free_slots() > 0;  // rows are likely waiting
@@ -297,7 +317,9 @@ void Drainer::claim_loop() {
                 want_claim = true;
             }
         } catch (const std::exception& e) {
+            db_since_ns_ = 0;
             connected_ = false;
+            if (stopping_) break;
             metrics_.db_errors.with({"claimer"}).inc();
             if (!was_down) spdlog::error("drain: database unavailable, retrying error=\"{}\"", e.what());
             was_down = true;
@@ -307,12 +329,14 @@ void Drainer::claim_loop() {
             retry_delay = std::min(retry_delay * 2, std::chrono::milliseconds(5000));
         }
     }
+    db_since_ns_ = 0;
     // Keep the session (and so the leases of in-flight runs) until stop() has flushed outcomes.
     while (!release_session_) {
         last_loop_ns_ = std::chrono::steady_clock::now().time_since_epoch().count();
         std::this_thread::sleep_for(10ms);
     }
     connected_ = false;
+    claimer_done_ = true;
 }
 
 }  // namespace outboxd::drain

@@ -117,3 +117,28 @@ TEST(Daemon, RunningOutOfDescriptorsNeitherSpinsNorFloodsTheLog) {
         << d.log();
     EXPECT_EQ(d.terminate(), 0);
 }
+
+// SIGTERM while the claimer waits on a lock (a DBA's LOCK TABLE outbox_lease): the stop is
+// bounded by drain.shutdown_timeout and a second or two, not by the lock (it took 37 s with a
+// 5 s shutdown_timeout, past systemd's TimeoutStopSec).
+TEST(Daemon, StopIsBoundedWhileTheClaimerWaitsOnALock) {
+    TestDatabase db("daemon_stop_locked");
+    auto cfg = daemon_config(db.url(), {{"us", "http://127.0.0.1:1"}},
+                             "[drain]\nshutdown_timeout = \"2s\"\npoll_interval = \"100ms\"\n");
+    Daemon d(cfg.toml, "stop-locked");
+    ASSERT_TRUE(d.start()) << d.log();
+    outboxd::db::Connection dba(db.url(), "dba");
+    dba.exec("BEGIN");
+    dba.exec("LOCK TABLE outbox_lease IN ACCESS EXCLUSIVE MODE");
+    db.sql("INSERT INTO control_outbox (region_name, mailbox_name, request_body) VALUES ('us', 'm', '\\x00')");
+    ASSERT_TRUE(wait_until([&] {
+        return db.scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'outboxd-claimer' "
+                         "AND wait_event_type = 'Lock'") == "1";
+    }, 10s)) << "the claimer should be waiting on the lock\n" << d.log();
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(d.terminate(30s), 0) << d.log();
+    auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_LT(took, 6s) << "stop took " << std::chrono::duration<double>(took).count() << " s\n" << d.log();
+    EXPECT_NE(d.log().find("cancelling its statement"), std::string::npos) << d.log();
+    dba.exec("ROLLBACK");
+}

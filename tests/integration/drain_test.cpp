@@ -327,3 +327,25 @@ TEST(Drain, LeasesAreRenewedWhileOutcomesWaitBehindALock) {
     EXPECT_EQ(db.scalar("SELECT count(*) FROM outbox_lease WHERE owner IS NOT NULL"), "0") << "all released";
     EXPECT_EQ(d.terminate(), 0);
 }
+
+// SIGTERM while the completer's write waits on a DBA's lock: the write is cancelled after its
+// few seconds and the daemon exits; the rows stay and are delivered again (at least once).
+TEST(Drain, StopIsBoundedWhileOutcomesWaitBehindALock) {
+    TestDatabase db("drain_stop_locked");
+    Receiver us;
+    seed_rows(db, "us", 2, 4);
+    outboxd::db::Connection dba(db.url(), "dba");
+    dba.exec("BEGIN");
+    dba.exec("LOCK TABLE control_outbox IN SHARE MODE");
+    auto cfg = daemon_config(db.url(), {{"us", us.url()}},
+                             "[drain]\nshutdown_timeout = \"1s\"\npoll_interval = \"100ms\"\n");
+    Daemon d(cfg.toml, "stop-locked-completer");
+    ASSERT_TRUE(d.start()) << d.log();
+    ASSERT_TRUE(wait_until([&] { return us.ok().size() >= 4; }, 10s)) << d.log();
+    auto t0 = std::chrono::steady_clock::now();
+    EXPECT_EQ(d.terminate(30s), 0) << d.log();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 10s) << d.log();
+    EXPECT_NE(d.log().find("cancelling the pending write"), std::string::npos) << d.log();
+    dba.exec("ROLLBACK");
+    EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox"), "4") << "nothing was completed, nothing lost";
+}

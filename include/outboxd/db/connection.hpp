@@ -117,6 +117,20 @@ private:
     std::shared_ptr<PGresult> res_;
 };
 
+// Cancels the statement a session is running, from any thread (PQcancel is safe there; the
+// handle is made by the owning thread when it connects). A shutdown uses it on a thread that
+// waits on a lock, which would otherwise hold the stop past every deadline.
+class CancelHandle {
+public:
+    CancelHandle() = default;
+    explicit CancelHandle(std::shared_ptr<PGcancel> c) : c_(std::move(c)) {}
+    // True when the request reached the server (there may have been nothing to cancel).
+    bool cancel() const;
+
+private:
+    std::shared_ptr<PGcancel> c_;
+};
+
 class Connection {
 public:
     explicit Connection(std::string conninfo, std::string application_name = "outboxd");
@@ -146,6 +160,7 @@ public:
     std::vector<std::string> notifications();
     int backend_pid() const { return conn_ ? PQbackendPID(conn_) : 0; }
     PGconn* native() { return conn_; }
+    CancelHandle cancel_handle() const { return CancelHandle(cancel_); }
 
 private:
     void connect();
@@ -154,6 +169,7 @@ private:
     std::string conninfo_;
     std::string application_name_;
     PGconn* conn_ = nullptr;
+    std::shared_ptr<PGcancel> cancel_;
     std::vector<std::string> prepared_;
 };
 

@@ -45,6 +45,8 @@ private:
     bool busy_ = false;
     bool stopping_ = false;
     std::thread thread_;
+    std::mutex cancel_mu_;
+    db::CancelHandle cancel_;  // of the session's running flush, for a stop that cannot wait
 };
 
 }  // namespace outboxd::drain

@@ -64,6 +64,12 @@ private:
     std::atomic<std::uint64_t> session_{0};
     std::atomic<bool> connected_{false};
     std::atomic<std::int64_t> last_loop_ns_{0};
+    // Since when the claimer has been inside its database statements (0: it is not): waiting on
+    // the database (a lock, a slow claim) is not a wedged loop.
+    std::atomic<std::int64_t> db_since_ns_{0};
+    std::atomic<bool> claimer_done_{false};
+    std::mutex cancel_mu_;
+    db::CancelHandle claimer_cancel_;
     std::mutex pause_mu_;
     std::set<std::pair<std::string, std::string>> paused_;
 };
