@@ -184,6 +184,7 @@ void Drainer::claim_loop() {
     auto next_pause_refresh = std::chrono::steady_clock::time_point{};
     auto next_lease_sweep = std::chrono::steady_clock::time_point{};
     auto next_lease_renewal = std::chrono::steady_clock::time_point{};
+    auto next_idle_reap = std::chrono::steady_clock::time_point{};
     bool want_claim = true;
     auto last_claim = std::chrono::steady_clock::time_point{};
     bool last_full = false;
@@ -245,6 +246,10 @@ void Drainer::claim_loop() {
                 if (auto n = claimer.sweep_void_leases(); n > 0)
                     spdlog::debug("drain: swept lease rows of empty shards rows={}", n);
                 next_lease_sweep = now + 30s;
+            }
+            if (now >= next_idle_reap) {
+                if (auto n = client_.reap_idle(); n > 0) spdlog::debug("drain: closed idle connections n={}", n);
+                next_idle_reap = now + 10s;
             }
             // Runs stop starting rows at half their lease, but their outcomes, the lease's release
             // included, may wait in the completer behind a lock (a DBA's LOCK TABLE, a CREATE

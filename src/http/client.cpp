@@ -600,4 +600,33 @@ void Client::close_idle() {
     impl_->idle.clear();
 }
 
+std::size_t Client::reap_idle() {
+    std::deque<std::unique_ptr<Connection>> closing;  // closed outside the lock
+    {
+        std::lock_guard lk(impl_->mu);
+        const auto now = std::chrono::steady_clock::now();
+        for (auto it = impl_->idle.begin(); it != impl_->idle.end();) {
+            auto& q = it->second;
+            impl_->drop_expired(q, now, closing);
+            for (auto c = q.begin(); c != q.end();) {
+                if (Impl::closed_by_peer((*c)->lowest().socket())) {
+                    closing.push_back(std::move(*c));
+                    c = q.erase(c);
+                } else {
+                    ++c;
+                }
+            }
+            it = q.empty() ? impl_->idle.erase(it) : std::next(it);
+        }
+    }
+    return closing.size();
+}
+
+std::size_t Client::idle_connections() const {
+    std::lock_guard lk(impl_->mu);
+    std::size_t n = 0;
+    for (const auto& [key, q] : impl_->idle) n += q.size();
+    return n;
+}
+
 }  // namespace outboxd::http

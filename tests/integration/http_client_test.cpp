@@ -411,3 +411,22 @@ TEST(HttpClient, TheSchemeIsReadWhateverItsCase) {
     EXPECT_EQ(send_one(ioc, client, "Http://" + url.substr(7)).status, 200);
     EXPECT_EQ(r.ok().size(), 2u);
 }
+
+// Idle connections of a destination that went quiet are closed by the periodic reap, not only
+// when that destination is used again (which may be never: one app host after another kept its
+// sockets, in CLOSE-WAIT once the peer gave up, toward the descriptor limit).
+TEST(HttpClient, IdleConnectionsOfQuietDestinationsAreReaped) {
+    Receiver a, b;
+    boost::asio::io_context ioc;
+    http::ClientOptions opts;
+    opts.max_idle_time = 300ms;
+    http::Client client(ioc, opts);
+    ASSERT_EQ(send_one(ioc, client, a.url()).status, 200);
+    ASSERT_EQ(send_one(ioc, client, b.url()).status, 200);
+    EXPECT_EQ(client.idle_connections(), 2u);
+    EXPECT_EQ(client.reap_idle(), 0u) << "fresh and open: kept";
+    EXPECT_EQ(client.idle_connections(), 2u);
+    std::this_thread::sleep_for(400ms);  // past max_idle_time
+    EXPECT_EQ(client.reap_idle(), 2u);
+    EXPECT_EQ(client.idle_connections(), 0u);
+}

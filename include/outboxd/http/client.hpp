@@ -61,6 +61,13 @@ public:
     boost::asio::awaitable<OutboundResult> send(OutboundRequest req);
     // Drops idle connections (on shutdown).
     void close_idle();
+    // Closes idle connections that rested past max_idle_time or that their peer closed, and
+    // forgets destinations with none left; returns how many it closed. Reuse does this only for
+    // the destination it reuses, so without a periodic call a destination that went quiet kept
+    // its sockets (in CLOSE-WAIT once the peer gave up) for the daemon's lifetime: one app host
+    // after another, toward the descriptor limit.
+    std::size_t reap_idle();
+    std::size_t idle_connections() const;
 
 private:
     struct Impl;
