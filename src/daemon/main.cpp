@@ -10,6 +10,7 @@
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
 
+#include "outboxd/common/log_throttle.hpp"
 #include "outboxd/common/logging.hpp"
 #include "outboxd/config/config.hpp"
 #include "outboxd/db/connection.hpp"
@@ -176,7 +177,8 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
             if (r.path() == "/readyz") return false;
             return router->handle_cached(r, [reply = std::move(reply)](ingress::Routed x) { reply(std::move(x.response)); });
         };
-        routes.refused = [&m](int status, const std::string& why, std::string_view target) {
+        auto refusal_log = std::make_shared<LogThrottle>();
+        routes.refused = [&m, refusal_log](int status, const std::string& why, std::string_view target) {
             const std::string provider = ingress::provider_label(target);
             m.ingress_requests.with({provider, std::to_string(status)}).inc();
             const char* reason = status == 413   ? "body_too_large"
@@ -184,7 +186,9 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
                                  : status == 408 ? "read_timeout"
                                                  : "malformed_request";
             m.ingress_rejected.with({provider, reason}).inc();
-            spdlog::info("ingress: refused provider={} status={} reason=\"{}\"", provider, status, why);
+            if (auto held = refusal_log->admit(provider + '/' + reason))
+                spdlog::info("ingress: refused provider={} status={} reason=\"{}\" suppressed={}", provider, status, why,
+                             *held);
         };
         ingress_server = std::make_unique<http::Server>(ioc, &blocking, o, routes);
         ingress_server->start();

@@ -179,25 +179,12 @@ asio::awaitable<Outcome> Deliverer::deliver(const ClaimedRow& row, const RetryPo
         spdlog::warn("deliver: id={} mailbox={} region={} dead reason={} attempts={} status={} error=\"{}\"", row.id,
                      row.mailbox, region_label, o.reason, o.attempts, o.status, o.error);
     else {
-        std::uint64_t suppressed = 0;
-        bool log = false;
-        {
-            auto now = std::chrono::steady_clock::now();
-            std::lock_guard lk(retry_log_mu_);
-            auto it = retry_log_.find(region_label);
-            if (it == retry_log_.end()) it = retry_log_.emplace(std::string(region_label), RetryLogSlot{}).first;
-            if (now - it->second.last >= std::chrono::seconds(1)) {
-                log = true;
-                suppressed = std::exchange(it->second.suppressed, 0);
-                it->second.last = now;
-            } else {
-                ++it->second.suppressed;
-            }
-        }
+        auto suppressed = retry_log_.admit(region_label);
+        bool log = suppressed.has_value();
         if (log)
             spdlog::info("deliver: id={} mailbox={} region={} retry attempts={} status={} delay_ms={} suppressed={} "
                          "error=\"{}\"",
-                         row.id, row.mailbox, region_label, o.attempts, o.status, o.delay.count(), suppressed, o.error);
+                         row.id, row.mailbox, region_label, o.attempts, o.status, o.delay.count(), *suppressed, o.error);
         else
             spdlog::debug("deliver: id={} mailbox={} region={} retry attempts={} status={} delay_ms={} error=\"{}\"",
                           row.id, row.mailbox, region_label, o.attempts, o.status, o.delay.count(), o.error);

@@ -18,9 +18,11 @@ void Router::finish(std::string_view path, const Routed& out, std::chrono::stead
     metrics_.ingress_duration.with({out.provider}).observe(secs);
     if (out.reason != "stored" && out.reason != "control")
         metrics_.ingress_rejected.with({out.provider, out.reason}).inc();
-    if (out.response.status >= 400 || out.reason == "no_active_organization")
-        spdlog::info("ingress: refused provider={} status={} reason={} path=\"{}\"", out.provider,
-                     out.response.status, out.reason, std::string(path));
+    if (out.response.status >= 400 || out.reason == "no_active_organization") {
+        if (auto held = refusal_log_.admit(out.provider + '/' + out.reason))
+            spdlog::info("ingress: refused provider={} status={} reason={} path=\"{}\" suppressed={}", out.provider,
+                         out.response.status, out.reason, std::string(path), *held);
+    }
 }
 
 Routed Router::handle(const Request& req) {

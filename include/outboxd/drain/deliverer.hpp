@@ -4,12 +4,12 @@
 #pragma once
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/thread_pool.hpp>
-#include <map>
 #include <mutex>
 #include <optional>
 #include <functional>
 #include <random>
 
+#include "outboxd/common/log_throttle.hpp"
 #include "outboxd/config/config.hpp"
 #include "outboxd/drain/retry_policy.hpp"
 #include "outboxd/drain/types.hpp"
@@ -67,15 +67,9 @@ private:
     std::vector<std::pair<std::string, SendTimeCheck>> checks_;
     std::mt19937_64 rng_{std::random_device{}()};
     std::mutex rng_mu_;
-    // Retries are logged at info, at most one line per destination a second (the rest counted in
-    // the next line's `suppressed`): a failing region is found with `grep region=…` at once, and
-    // one with thousands of rows does not flood the journal.
-    struct RetryLogSlot {
-        std::chrono::steady_clock::time_point last{};
-        std::uint64_t suppressed = 0;
-    };
-    std::map<std::string, RetryLogSlot, std::less<>> retry_log_;
-    std::mutex retry_log_mu_;
+    // Retries are logged at info, at most one line per destination a second: a failing region
+    // is found with `grep region=…` at once, and one with thousands of rows does not flood.
+    LogThrottle retry_log_;
 };
 
 }  // namespace outboxd::drain

@@ -3,6 +3,7 @@
 #pragma once
 #include <memory>
 
+#include "outboxd/common/log_throttle.hpp"
 #include "outboxd/config/config.hpp"
 #include "outboxd/db/connection.hpp"
 #include "outboxd/ingress/directory_cache.hpp"
@@ -77,6 +78,9 @@ private:
     outbox::OutboxWriter& writer_;
     metrics::Metrics& metrics_;
     DirectoryCache* cache_;
+    // Refusals are logged at most once a second per provider and reason (a stream of bad
+    // requests wrote 270,000 lines a minute); the metric counts every one.
+    LogThrottle refusal_log_;
 };
 
 }  // namespace outboxd::ingress
