@@ -178,17 +178,14 @@ int serve(const std::string& config_path, config::LiveConfig& live, const std::s
             return router->handle_cached(r, [reply = std::move(reply)](ingress::Routed x) { reply(std::move(x.response)); });
         };
         auto refusal_log = std::make_shared<LogThrottle>();
-        routes.refused = [&m, refusal_log](int status, const std::string& why, std::string_view target) {
+        routes.refused = [&m, refusal_log](int status, std::string_view reason, const std::string& why,
+                                           std::string_view target) {
             const std::string provider = ingress::provider_label(target);
-            m.ingress_requests.with({provider, std::to_string(status)}).inc();
-            const char* reason = status == 413   ? "body_too_large"
-                                 : status == 431 ? "header_too_large"
-                                 : status == 408 ? "read_timeout"
-                                                 : "malformed_request";
+            if (status != 0) m.ingress_requests.with({provider, std::to_string(status)}).inc();
             m.ingress_rejected.with({provider, reason}).inc();
-            if (auto held = refusal_log->admit(provider + '/' + reason))
-                spdlog::info("ingress: refused provider={} status={} reason=\"{}\" suppressed={}", provider, status, why,
-                             *held);
+            if (auto held = refusal_log->admit(provider + '/' + std::string(reason)))
+                spdlog::info("ingress: refused provider={} status={} reason={} error=\"{}\" suppressed={}", provider,
+                             status, reason, why, *held);
         };
         ingress_server = std::make_unique<http::Server>(ioc, &blocking, o, routes);
         ingress_server->start();

@@ -185,8 +185,11 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                                                 ": " + ec.message() + "\n",
                                     "text/plain"};
                 if (routes.refused)
-                    routes.refused(status, ec.message(),
-                                   std::string_view(parser.get().target()));
+                    routes.refused(status,
+                                   status == 413   ? "body_too_large"
+                                   : status == 431 ? "header_too_large"
+                                                   : "malformed_request",
+                                   ec.message(), std::string_view(parser.get().target()));
                 auto wire = to_wire(r, 11, false);
                 lowest.expires_after(std::chrono::seconds(5));
                 co_await asio::async_write(stream, asio::buffer(wire), tuple_awaitable);
@@ -196,15 +199,22 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
                 // Timeout or reset: nothing can be answered (a timeout has closed the socket). A
                 // request begun but not finished in time (slowloris) is counted as a 408; an idle
                 // keep-alive connection timing out between requests is not a refusal.
-                if (ec == beast::error::timeout && (buffer.size() > 0 || parser.got_some()) && routes.refused)
-                    routes.refused(408, "request not received within ingress.read_timeout",
+                bool begun = buffer.size() > 0 || parser.got_some();
+                if (ec == beast::error::timeout && begun && routes.refused)
+                    routes.refused(408, "read_timeout", "request not received within ingress.read_timeout",
+                                   std::string_view(parser.get().target()));
+                else if (begun && routes.refused)
+                    // Closed or reset mid-request: nothing to answer, but a provider whose
+                    // connections drop should show.
+                    routes.refused(0, "incomplete_request", "connection ended mid-request: " + ec.message(),
                                    std::string_view(parser.get().target()));
                 co_return;
             }
             auto msg = parser.release();
             if (msg.version() >= 11 && msg.find(bhttp::field::host) == msg.end()) {
                 // RFC 9112 §3.2: an HTTP/1.1 request without Host is answered 400.
-                if (routes.refused) routes.refused(400, "HTTP/1.1 request without Host", std::string_view(msg.target()));
+                if (routes.refused)
+                    routes.refused(400, "malformed_request", "HTTP/1.1 request without Host", std::string_view(msg.target()));
                 auto wire = to_wire({400, "bad request: no Host header\n", "text/plain"}, 11, false);
                 co_await asio::async_write(stream, asio::buffer(wire), tuple_awaitable);
                 co_return;
@@ -236,7 +246,13 @@ struct Server::Impl : std::enable_shared_from_this<Server::Impl> {
             beast::ssl_stream<beast::tcp_stream&> s(stream, *tls);
             stream.expires_after(opts.read_timeout);
             auto [ec] = co_await s.async_handshake(asio::ssl::stream_base::server, tuple_awaitable);
-            if (ec) co_return;
+            if (ec) {
+                // A load balancer speaking plain HTTP to this port, an old TLS version, a client
+                // giving up: nothing can be answered, but it must show.
+                if (routes.refused && ec != asio::error::eof)
+                    routes.refused(0, "tls_handshake", "TLS handshake failed: " + ec.message(), {});
+                co_return;
+            }
             co_await serve(s, stream);
             stream.expires_after(std::chrono::seconds(5));
             co_await s.async_shutdown(tuple_awaitable);

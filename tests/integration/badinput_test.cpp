@@ -685,3 +685,24 @@ TEST_F(BadInput, AnswersFollowHttpFramingPerVersion) {
     }
     EXPECT_EQ(metric("outboxd_enqueued_total{region=\"us\"}"), 5) << "every issues webhook was stored";
 }
+
+// A provider whose connections drop mid-request gets no answer (there is no one to answer), but
+// it shows: counted as incomplete_request and logged, and nothing is stored.
+TEST_F(BadInput, ARequestCutOffMidwayIsCountedAsIncomplete) {
+    {
+        RawConn c(ingress_);
+        std::string request = raw_request("Content-Length: " + std::to_string(kGoodBody.size()) + "\r\n", kGoodBody);
+        ASSERT_TRUE(c.send(request.substr(0, request.size() - 10)));
+    }  // closed with 10 bytes of the body missing
+    EXPECT_TRUE(wait_until([&] { return metric(rejected("github", "incomplete_request")) == 1; }, 5s))
+        << daemon_->log();
+    {
+        RawConn idle(ingress_);  // connected and closed without a byte: not a refusal
+    }
+    std::this_thread::sleep_for(200ms);  // the close above reaches the server
+    EXPECT_EQ(metric(rejected("github", "incomplete_request")), 1);
+    EXPECT_EQ(metric(rejected("unknown", "incomplete_request")), 0);
+    EXPECT_NE(daemon_->log().find("reason=incomplete_request"), std::string::npos) << daemon_->log();
+    expect_nothing_stored();
+    expect_still_serving();
+}

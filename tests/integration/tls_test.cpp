@@ -377,6 +377,10 @@ TEST_F(Tls, IngressServesHttpsAndForwards) {
     auto plain = http_request("POST", "127.0.0.1", cfg.ingress, "/extensions/github/webhook/", body,
                               {{"X-GitHub-Event", "issues"}});
     EXPECT_EQ(plain.status, 0) << "plain HTTP to the TLS ingress";
+    EXPECT_TRUE(wait_until([&] {
+        return metric_value(cfg.metrics, "outboxd_ingress_rejected_total", "provider=\"unknown\",reason=\"tls_handshake\"") >= 2;
+    }, 5s)) << "the untrusting client and the plain HTTP one are counted\n" << d.log();
+    EXPECT_NE(d.log().find("reason=tls_handshake"), std::string::npos) << d.log();
     std::this_thread::sleep_for(300ms);  // a wrongly accepted webhook would be stored by now
     EXPECT_EQ(db.scalar("SELECT count(*) FROM control_outbox"), "0");
     EXPECT_EQ(us.requests().size(), 1u);

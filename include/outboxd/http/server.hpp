@@ -32,10 +32,13 @@ struct Routes {
     // goes to `slow` on the blocking pool), or true and then calls `reply` exactly once, from any
     // thread, possibly before returning.
     std::function<bool(const ingress::Request&, std::function<void(ingress::Response)> reply)> async;
-    // Told about requests refused before routing, for metrics: 413 body too large, 431 headers too
-    // large, 400 malformed, 408 a request not completed within the read timeout (slowloris).
+    // Told about requests refused before routing, for metrics and the log: 413 body_too_large,
+    // 431 header_too_large, 400 malformed_request, 408 read_timeout (a request not completed in
+    // time; the connection is closed, nothing is sent), and with status 0, for connections that
+    // end with nothing to answer, incomplete_request (closed or reset mid-request) and
+    // tls_handshake (a failed TLS handshake, plain HTTP sent to the TLS port among them).
     // `target` is the request target when the request line was read, else empty.
-    std::function<void(int status, const std::string& why, std::string_view target)> refused;
+    std::function<void(int status, std::string_view reason, const std::string& why, std::string_view target)> refused;
 };
 
 class Server {
