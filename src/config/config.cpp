@@ -3,6 +3,8 @@
 #include "outboxd/config/config.hpp"
 
 #include <libpq-fe.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include <boost/url/parse.hpp>
 #include <cerrno>
@@ -254,6 +256,40 @@ void walk(Config& cfg, const toml::value& table, const std::string& prefix) {
     }
 }
 
+// The ingress certificate chain and key load, and belong together: checked here so that
+// `outboxctl config show` fails on them as start-up does. OpenSSL directly, as the server does
+// through Asio; no passphrase is ever given (an encrypted key is refused, not prompted for).
+std::string openssl_error() {
+    char buf[256] = "unknown error";
+    if (auto e = ERR_get_error()) ERR_error_string_n(e, buf, sizeof buf);
+    ERR_clear_error();
+    return buf;
+}
+
+void check_tls_pair(const std::string& cert, const std::string& key) {
+    std::unique_ptr<SSL_CTX, decltype(&SSL_CTX_free)> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+    if (!ctx) bad("ingress.tls_cert", "OpenSSL: " + openssl_error());
+    SSL_CTX_set_default_passwd_cb(ctx.get(), [](char*, int, int, void* asked) {
+        *static_cast<bool*>(asked) = true;
+        return 0;
+    });
+    bool asked = false;
+    SSL_CTX_set_default_passwd_cb_userdata(ctx.get(), &asked);
+    if (SSL_CTX_use_certificate_chain_file(ctx.get(), cert.c_str()) != 1)
+        bad("ingress.tls_cert", "cannot load '" + cert + "': " + openssl_error());
+    if (SSL_CTX_use_PrivateKey_file(ctx.get(), key.c_str(), SSL_FILETYPE_PEM) != 1) {
+        std::string why = openssl_error();
+        if (why.find("key values mismatch") != std::string::npos)
+            bad("ingress.tls_key", "'" + key + "' does not belong to the certificate in '" + cert + "'");
+        bad("ingress.tls_key", "cannot load '" + key + "': " +
+                                   (asked ? std::string("the key is encrypted; give an unencrypted key (readable by the "
+                                                        "service user only)")
+                                          : why));
+    }
+    if (SSL_CTX_check_private_key(ctx.get()) != 1)
+        bad("ingress.tls_key", "'" + key + "' does not belong to the certificate in '" + cert + "'");
+}
+
 void validate(const Config& cfg) {
     if (cfg.log.format != "logfmt" && cfg.log.format != "json") bad("log.format", "must be logfmt or json");
     static const char* levels[] = {"trace", "debug", "info", "warn", "error"};
@@ -270,6 +306,7 @@ void validate(const Config& cfg) {
     if (cfg.ingress.tls_cert.empty() != cfg.ingress.tls_key.empty())
         bad(cfg.ingress.tls_cert.empty() ? "ingress.tls_cert" : "ingress.tls_key",
             "tls_cert and tls_key go together");
+    if (!cfg.ingress.tls_cert.empty() && !cfg.ingress.tls_key.empty()) check_tls_pair(cfg.ingress.tls_cert, cfg.ingress.tls_key);
     if (!cfg.ingress.listen.empty()) check_listen("ingress.listen", cfg.ingress.listen);
     // Every role serves metrics.listen; ingress.listen may stay empty for a daemon that only drains.
     if (cfg.metrics.listen.empty()) bad("metrics.listen", "must not be empty");

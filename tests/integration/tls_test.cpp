@@ -400,6 +400,7 @@ TEST_F(Tls, UnusableIngressKeyOrCertificateStopsStartUp) {
     for (const auto& c : {Case{file("good.pem"), file("missing.key"), "ingress.tls_key"},
                           Case{file("good.pem"), file("garbage.key"), "ingress.tls_key"},
                           Case{file("good.pem"), file("encrypted.key"), "ingress.tls_key: cannot load"},
+                          Case{file("good.pem"), file("wrong.key"), "does not belong to the certificate"},
                           Case{file("missing.pem"), file("good.key"), "ingress.tls_cert"}}) {
         SCOPED_TRACE(c.cert + " " + c.key);
         auto cfg = daemon_config(db.url(), {{"us", "https://localhost:9"}});
@@ -409,6 +410,10 @@ TEST_F(Tls, UnusableIngressKeyOrCertificateStopsStartUp) {
         EXPECT_EQ(rc, 1) << out;
         EXPECT_NE(out.find(c.names), std::string::npos) << out;
         EXPECT_EQ(http_request("GET", "127.0.0.1", cfg.metrics, "/readyz").status, 0) << "not left running";
+        // outboxctl config show fails on the same errors as start-up.
+        auto [crc, cout] = run_command(binary_dir() + "/outboxctl --config " + d.config_path() + " config show");
+        EXPECT_EQ(crc, 1) << cout;
+        EXPECT_NE(cout.find(c.names), std::string::npos) << cout;
         if (c.key == file("encrypted.key")) {
             EXPECT_NE(out.find("the key is encrypted"), std::string::npos) << out;
             EXPECT_EQ(out.find("pass phrase"), std::string::npos) << "no prompt\n" << out;
