@@ -1,5 +1,8 @@
 -- Domain tables: owned by the product, read by outboxd. Created here (IF NOT EXISTS) so that a
--- fresh database, the tests and `make run` have them; an existing product schema is left alone.
+-- fresh database, the tests and `make run` have them. Existing product tables are not recreated or
+-- altered, but outboxd adds to them what it reads them by: the indexes below (IF NOT EXISTS), the
+-- directory triggers of 007, and COMMENT ON for the columns it relies on (which replaces a
+-- comment the product had set).
 
 CREATE TABLE IF NOT EXISTS integration (
     id          bigserial PRIMARY KEY,
