@@ -49,7 +49,11 @@ std::vector<std::string> migrate(Connection& conn) {
                 tx.commit();
                 have_table = true;
             } catch (const Error& e) {
-                throw Error("migration " + m.version + " failed (nothing of it was applied): " + e.what(),
+                // With the session lost the COMMIT's fate is unknown; otherwise it was rolled back.
+                throw Error("migration " + m.version + " failed" +
+                                (e.connection_lost() ? " (connection lost; run migrate again): "
+                                                     : " (nothing of it was applied): ") +
+                                e.what(),
                             e.sqlstate(), e.connection_lost());
             }
             done.push_back(m.version);
