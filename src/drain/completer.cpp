@@ -110,7 +110,6 @@ void Completer::run() {
             // alive(): a session the server ended while idle (a restart) is noticed before the
             // flush, which otherwise failed once on it and logged an outage that was over.
             if (!conn || !conn->alive()) {
-                conn.reset();
                 conn.emplace(conninfo_, "outboxd-completer");
                 {
                     std::lock_guard lk(cancel_mu_);

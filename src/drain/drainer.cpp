@@ -230,17 +230,20 @@ void Drainer::claim_loop() {
             auto now = std::chrono::steady_clock::now();
             if (now >= next_pause_refresh) {
                 auto p = claimer.paused();
-                std::lock_guard lk(pause_mu_);
-                // A resume sends no NOTIFY: claim now rather than at the next poll, which may be
-                // seconds away (the contract is "within a second").
-                for (const auto& was : paused_)
-                    if (!p.count(was)) want_claim = true;
-                paused_ = std::move(p);
+                {
+                    std::lock_guard lk(pause_mu_);
+                    // A resume sends no NOTIFY: claim now rather than at the next poll, which may
+                    // be seconds away (the contract is "within a second").
+                    for (const auto& was : paused_)
+                        if (!p.count(was)) want_claim = true;
+                    paused_ = std::move(p);
+                }
                 next_pause_refresh = now + 500ms;
+                // Between deliveries too: a breaker with nothing left to probe is reported closed.
+                for (const auto& r : cfg->regions)
+                    metrics_.circuit_open.with({r.name}).set(
+                        breakers_.reported_open(r.name, now, circuit_grace(*cfg)) ? 1 : 0);
             }
-            // Between deliveries too: a breaker with nothing left to probe is reported closed.
-            for (const auto& r : cfg->regions)
-                metrics_.circuit_open.with({r.name}).set(breakers_.reported_open(r.name, now, circuit_grace(*cfg)) ? 1 : 0);
             if (now >= next_lease_sweep) {
                 // Mostly rows of shards that were released and emptied: routine, not a fault.
                 if (auto n = claimer.sweep_void_leases(); n > 0)

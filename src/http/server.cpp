@@ -317,20 +317,13 @@ void Server::start() {
         } catch (const std::exception& e) {
             throw std::runtime_error("ingress.tls_cert: cannot load '" + o.tls_cert + "': " + e.what());
         }
-        // No passphrase is ever given: without a callback OpenSSL would prompt on the terminal
-        // (and block a start with one) for an encrypted key.
-        bool asked_for_passphrase = false;
-        impl_->tls->set_password_callback([&](std::size_t, asio::ssl::context::password_purpose) {
-            asked_for_passphrase = true;
-            return std::string();
-        });
+        // No passphrase is ever given: without a callback OpenSSL would prompt on the terminal for
+        // an encrypted key. (The config check has refused such a key already and said why.)
+        impl_->tls->set_password_callback([](std::size_t, asio::ssl::context::password_purpose) { return std::string(); });
         try {
             impl_->tls->use_private_key_file(o.tls_key, asio::ssl::context::pem);
         } catch (const std::exception& e) {
-            throw std::runtime_error("ingress.tls_key: cannot load '" + o.tls_key + "': " +
-                                     (asked_for_passphrase ? std::string("the key is encrypted; give an unencrypted key "
-                                                                         "(readable by the service user only)")
-                                                           : std::string(e.what())));
+            throw std::runtime_error("ingress.tls_key: cannot load '" + o.tls_key + "': " + e.what());
         }
     }
     const std::string key = o.name + ".listen";
